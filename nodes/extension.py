@@ -1,0 +1,15 @@
+"""The one ComfyExtension of the pack: every node file contributes its NODES list."""
+from comfy_api.latest import ComfyExtension
+
+from . import sampler_nodes
+from .model_folders import register_adapter_folder
+
+NODE_MODULES = [sampler_nodes]
+
+
+class TurboVideoExtension(ComfyExtension):
+    async def on_load(self):
+        register_adapter_folder()
+
+    async def get_node_list(self):
+        return [node for module in NODE_MODULES for node in module.NODES]

@@ -1,0 +1,72 @@
+"""Session fixtures for host tests: one real ComfyUI, in-process on the CPU, with only this pack.
+
+The tiny checkpoints are written once per session into a temporary models folder that ComfyUI's own
+loaders list (diffusion_models, checkpoints, vae).
+"""
+import logging
+import pathlib
+
+import pytest
+
+from host.comfy_harness import ComfyHost, find_comfyui_root
+from host.test_only_nodes import CAPTURED, TEST_NODES
+
+PACK_ROOT = pathlib.Path(__file__).resolve().parents[2]
+
+# Words ComfyUI logs when a checkpoint's keys do not match its module; loading itself does not fail.
+LOAD_PROBLEM_WORDS = ("missing", "unexpected", "leftover", "not load", "error loading")
+
+
+class _WarningLog(logging.Handler):
+    def __init__(self):
+        super().__init__(level=logging.WARNING)
+        self.records = []
+
+    def emit(self, record):
+        self.records.append(record.getMessage())
+
+    def load_problems(self):
+        return [m for m in self.records if any(w in m.lower() for w in LOAD_PROBLEM_WORDS)]
+
+
+@pytest.fixture(scope="session")
+def host_warnings():
+    handler = _WarningLog()
+    logging.getLogger().addHandler(handler)
+    yield handler
+    logging.getLogger().removeHandler(handler)
+
+
+@pytest.fixture(scope="session")
+def comfy(tmp_path_factory, host_warnings):
+    root = find_comfyui_root(PACK_ROOT)
+    host = ComfyHost(root, PACK_ROOT, tmp_path_factory.mktemp("comfy_host"))
+    host.register_test_nodes(TEST_NODES)
+    return host
+
+
+@pytest.fixture(scope="session")
+def tiny_models(comfy, tmp_path_factory):
+    """Writes every tiny checkpoint once and points ComfyUI's model folders at them."""
+    from tiny_models import write_all
+
+    models_dir = tmp_path_factory.mktemp("models")
+    written = write_all(models_dir)
+    for kind in ("diffusion_models", "checkpoints", "vae"):
+        comfy.add_model_folder(kind, models_dir / kind)
+    return written
+
+
+@pytest.fixture
+def captured():
+    CAPTURED.clear()
+    return CAPTURED
+
+
+@pytest.fixture
+def clean_load(host_warnings):
+    """Fails the test when ComfyUI logged a key mismatch while it ran (loaders only warn)."""
+    host_warnings.records.clear()
+    yield
+    problems = host_warnings.load_problems()
+    assert not problems, f"ComfyUI reported checkpoint problems: {problems}"

@@ -1,0 +1,60 @@
+"""Nodes that exist only inside the test session: a text-free conditioning source and a capture sink.
+
+Registered by the host fixture, never by the pack. The capture node keeps what flows into it so a
+test can assert on tensors that a real graph produced.
+"""
+import torch
+
+CAPTURED: dict = {}
+
+
+class TurboTestConditioning:
+    """Random text-encoder output (what a T5/umt5 encoder would give), with the mask LTX needs."""
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {
+                "tokens": ("INT", {"default": 8, "min": 1, "max": 512}),
+                "width": ("INT", {"default": 4096, "min": 1, "max": 8192}),
+                "seed": ("INT", {"default": 0, "min": 0, "max": 2**31}),
+                "attention_mask": ("BOOLEAN", {"default": True}),
+            }
+        }
+
+    RETURN_TYPES = ("CONDITIONING",)
+    FUNCTION = "make"
+    CATEGORY = "_for_testing"
+
+    def make(self, tokens, width, seed, attention_mask):
+        generator = torch.Generator().manual_seed(seed)
+        embedding = torch.randn(1, tokens, width, generator=generator)
+        extra = {"attention_mask": torch.ones(1, tokens, dtype=torch.long)} if attention_mask else {}
+        return ([[embedding, extra]],)
+
+
+class TurboTestCapture:
+    """Stores its input under `key` in CAPTURED; an output node so the graph runs up to it."""
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"value": ("*",), "key": ("STRING", {"default": "out"})}}
+
+    @classmethod
+    def VALIDATE_INPUTS(cls, input_types):
+        return True
+
+    RETURN_TYPES = ()
+    FUNCTION = "capture"
+    OUTPUT_NODE = True
+    CATEGORY = "_for_testing"
+
+    def capture(self, value, key):
+        CAPTURED[key] = value
+        return {}
+
+
+TEST_NODES = {
+    "TurboTestConditioning": TurboTestConditioning,
+    "TurboTestCapture": TurboTestCapture,
+}

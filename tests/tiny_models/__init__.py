@@ -1,0 +1,18 @@
+"""Tiny random-weight checkpoints in the real key layouts, written as safetensors for ComfyUI's loaders.
+
+Each family module lists its layout as {key: shape} and writes a file the stock loaders accept.
+`write_all(models_dir)` writes one of each into the ComfyUI folder names and returns their names.
+"""
+import pathlib
+
+from . import ltxv, wan
+
+
+def write_all(models_dir: pathlib.Path) -> dict:
+    models_dir = pathlib.Path(models_dir)
+    return {
+        "ltxv_dit": ltxv.write_dit(models_dir / "diffusion_models" / "tiny_ltxv_dit.safetensors"),
+        "ltxv_checkpoint": ltxv.write_checkpoint(models_dir / "checkpoints" / "tiny_ltxv.safetensors"),
+        "wan_dit": wan.write_dit(models_dir / "diffusion_models" / "tiny_wan21_t2v.safetensors"),
+        "wan_vae": wan.write_vae(models_dir / "vae" / "tiny_wan21_vae.safetensors"),
+    }
