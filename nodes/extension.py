@@ -1,10 +1,10 @@
 """The one ComfyExtension of the pack: every node file contributes its NODES list."""
 from comfy_api.latest import ComfyExtension
 
-from . import sampler_nodes
+from . import sampler_nodes, shortcut_nodes
 from .model_folders import register_adapter_folder
 
-NODE_MODULES = [sampler_nodes]
+NODE_MODULES = [sampler_nodes, shortcut_nodes]
 
 
 class TurboVideoExtension(ComfyExtension):
@@ -12,4 +12,5 @@ class TurboVideoExtension(ComfyExtension):
         register_adapter_folder()
 
     async def get_node_list(self):
+        register_adapter_folder()  # ComfyUI 0.8 never calls on_load; node schemas list this folder
         return [node for module in NODE_MODULES for node in module.NODES]

@@ -10,10 +10,14 @@ schedule so that its last non-zero sigma is `terminal`.
 
 `ltx_shift_sigmas` gives the same numbers as ComfyUI's `LTXVScheduler` node for the same inputs,
 with these deliberate differences:
-- the math runs in float64 and is rounded to float32 once at the end (the node works in float32;
-  the two agree to a few float32 ulps, about 2e-7 absolute);
-- steps=1 with stretch: the only non-zero sigma is 1, the stretch is 0/0 there (the node returns
-  NaN); here the schedule is returned unstretched, [1, 0];
+- the math runs in float64 and is rounded to float32 once at the end, so the result is within
+  float32 rounding (3e-8) of the exact formula. The node works in float32: up to ~6000 tokens the
+  two agree to 4.2e-7 (checked for steps 2..50, terminal 0.05/0.1/0.5, stretch on and off); for
+  large token counts (mu is not clamped: 30000 tokens gives mu = 11.3, all sigmas crowd near 1)
+  the node's stretch loses up to 9e-4 to cancellation in 1 - s, this version does not;
+- steps=1 with stretch: the only non-zero sigma is 1 and the stretch is 0/0 (the node returns NaN,
+  or [terminal, 0] where float32 rounding leaves the shifted 1 just below 1); here the schedule is
+  returned unstretched, [1, 0];
 - stretch with terminal=0 would turn the last non-zero sigma into a second 0 (a zero-length step
   that divides by zero in Euler samplers); here it is rejected: terminal must be in (0, 1).
 Like the node, mu is NOT clamped outside 1024..4096 tokens (linear extrapolation).

@@ -93,9 +93,7 @@ class ComfyHost:
         self.nodes = nodes
         self.execution = execution
         self.server = _ServerStub()
-        self.executor = execution.PromptExecutor(
-            self.server, cache_type=execution.CacheType.CLASSIC, cache_args={"lru": 0, "ram": 0}
-        )
+        self.executor = None
 
     def _load_pack(self, nodes):
         link_dir = self.work_dir / "custom_nodes"
@@ -118,7 +116,11 @@ class ComfyHost:
 
         folder_paths.add_model_folder_path(kind, str(path), is_default=True)
 
-    def run(self, prompt: dict) -> PromptResult:
+    def run(self, prompt: dict, keep_cache: bool = False) -> PromptResult:
+        """Validates and executes an API prompt; a fresh executor (no cached outputs) unless keep_cache."""
+        if self.executor is None or not keep_cache:
+            self.executor = self.execution.PromptExecutor(
+                self.server, cache_type=self.execution.CacheType.CLASSIC, cache_args={"lru": 0, "ram": 0})
         prompt_id = str(uuid.uuid4())
         valid, error, outputs, node_errors = asyncio.run(
             self.execution.validate_prompt(prompt_id, prompt, None)
