@@ -15,6 +15,7 @@ from workflow_format import Workflow, write  # noqa: E402
 
 LTXV_CHECKPOINT = "ltxv-2b-0.9.8-distilled.safetensors"
 T5_ENCODER = "t5xxl_fp16.safetensors"
+STEP_ADAPTER = "ltxv_2b_step_size_embedder.safetensors"  # trained with training/ (docs/adapters.md)
 PROMPT = ("A red fox trots through fresh snow at dawn, its breath steaming, soft golden light, "
           "shallow depth of field, the camera tracks alongside at ground level.")
 NEGATIVE = "worst quality, inconsistent motion, blurry, jittery, distorted"
@@ -52,33 +53,44 @@ def ltxv_save_video(w: Workflow, ckpt, samples, prefix):
     w.add("SaveVideo", video=(video, 0), filename_prefix=f"video/{prefix}", format="auto", codec="auto")
 
 
+def sample_and_save(w: Workflow, ckpt, latent, guider, sampler, sigmas, prefix) -> Workflow:
+    noise = w.add("RandomNoise", noise_seed=42)
+    sample = w.add("SamplerCustomAdvanced", noise=(noise, 0), guider=(guider, 0), sampler=(sampler, 0),
+                   sigmas=(sigmas, 0), latent_image=(latent, 0))
+    ltxv_save_video(w, ckpt, (sample, 0), prefix)
+    return w
+
+
 def ltxv_rcm(info) -> Workflow:
     w = Workflow(info)
     ckpt, cond, latent = ltxv_text_to_video_front(w)
     guider = w.add("BasicGuider", model=(ckpt, 0), conditioning=(cond, 0))
-    noise = w.add("RandomNoise", noise_seed=42)
     sampler = w.add("TurboRCMSampler", mode="sde")
     sigmas = w.add("TurboRCMSigmas", steps=4, sigma_max=80.0, mid_timesteps="default")
-    sample = w.add("SamplerCustomAdvanced", noise=(noise, 0), guider=(guider, 0), sampler=(sampler, 0),
-                   sigmas=(sigmas, 0), latent_image=(latent, 0))
-    ltxv_save_video(w, ckpt, (sample, 0), "turbo_rcm")
-    return w
+    return sample_and_save(w, ckpt, latent, guider, sampler, sigmas, "turbo_rcm")
 
 
 def ltxv_token_shift(info) -> Workflow:
     w = Workflow(info)
     ckpt, cond, latent = ltxv_text_to_video_front(w)
     guider = w.add("CFGGuider", model=(ckpt, 0), positive=(cond, 0), negative=(cond, 1), cfg=3.0)
-    noise = w.add("RandomNoise", noise_seed=42)
     sampler = w.add("KSamplerSelect", sampler_name="euler")
     sigmas = w.add("TurboLTXShiftSigmas", latent=(latent, 0), steps=20)
-    sample = w.add("SamplerCustomAdvanced", noise=(noise, 0), guider=(guider, 0), sampler=(sampler, 0),
-                   sigmas=(sigmas, 0), latent_image=(latent, 0))
-    ltxv_save_video(w, ckpt, (sample, 0), "turbo_token_shift")
-    return w
+    return sample_and_save(w, ckpt, latent, guider, sampler, sigmas, "turbo_token_shift")
+
+
+def ltxv_shortcut(info) -> Workflow:
+    w = Workflow(info)
+    ckpt, cond, latent = ltxv_text_to_video_front(w)
+    model = w.add("TurboShortcutModel", model=(ckpt, 0), adapter=STEP_ADAPTER)
+    guider = w.add("BasicGuider", model=(model, 0), conditioning=(cond, 0))
+    sampler = w.add("TurboShortcutSampler")
+    sigmas = w.add("TurboShortcutSigmas", steps=4, shift_mode="from latent size", shift=1.0, latent=(latent, 0))
+    return sample_and_save(w, ckpt, latent, guider, sampler, sigmas, "turbo_shortcut")
 
 
 WORKFLOWS = {
+    "ltxv_t2v_shortcut.json": ltxv_shortcut,
     "ltxv_t2v_rcm_4_steps.json": ltxv_rcm,
     "ltxv_t2v_token_shift_euler.json": ltxv_token_shift,
 }

@@ -76,8 +76,8 @@ class ComfyHost:
         comfy.cli_args.args.cpu = True
         comfy.cli_args.args.disable_all_custom_nodes = True
         comfy.cli_args.args.base_directory = str(self.work_dir)
-        import utils.extra_config  # noqa: F401  before nodes: nodes.py would shadow the utils package
         import folder_paths
+        import utils.extra_config  # noqa: F401  before nodes: nodes.py would shadow the utils package
 
         for kind in ("output", "temp", "input", "user"):
             (self.work_dir / kind).mkdir(parents=True, exist_ok=True)

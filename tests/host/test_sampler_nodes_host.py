@@ -83,7 +83,8 @@ def test_ltx_shift_sigmas_match_core_ltxv_scheduler(comfy, tiny_models, captured
 
 
 def test_shortcut_sigmas_from_latent_size_requires_latent(comfy, tiny_models, captured):
-    sigmas = {"class_type": "TurboShortcutSigmas", "inputs": {"steps": 4, "shift_mode": "from latent size", "shift": 1.0}}
+    inputs = {"steps": 4, "shift_mode": "from latent size", "shift": 1.0}
+    sigmas = {"class_type": "TurboShortcutSigmas", "inputs": inputs}
     prompt = {"sigmas": sigmas, **graphs.capture(["sigmas", 0], "sigmas")}
     result = comfy.run(prompt)
     assert not result.ok

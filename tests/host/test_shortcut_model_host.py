@@ -206,9 +206,9 @@ def test_shortcut_leaves_the_shared_model_unchanged(comfy, tiny_models, captured
 
 def test_shortcut_keeps_time_embedding_weight_keys_for_lora(comfy, tiny_models, captured, adapters):
     """A weight patch (what a LoRA adds) on the wrapped time embedding still finds its weight."""
-    import comfy.model_management as mm
-    import comfy.utils
+    import comfy.model_management as mm  # binds mm only: `comfy` stays the host fixture
     import folder_paths
+    from comfy.utils import get_attr
 
     pack = comfy.pack_module.__name__
     step_size = sys.modules[pack + ".patches.step_size"]
@@ -218,13 +218,13 @@ def test_shortcut_keeps_time_embedding_weight_keys_for_lora(comfy, tiny_models, 
     embedder, sizes = load(folder_paths.get_full_path_or_raise("turbovideo", adapters["wan", "random"]))
     patched = step_size.apply_step_embedder(unet, embedder, sizes, adapters["wan", "random"])
     key = "diffusion_model.time_embedding.0.weight"
-    original = comfy.utils.get_attr(unet.model, key).detach().clone()
+    original = get_attr(unet.model, key).detach().clone()
     delta = torch.randn(original.shape, generator=torch.Generator().manual_seed(4))
     patched.add_patches({key: (delta,)}, 1.0)
     mm.load_models_gpu([patched])
     try:
         assert isinstance(patched.model.diffusion_model.time_embedding, step_size.StepSizeTimeEmbedding)
-        torch.testing.assert_close(comfy.utils.get_attr(patched.model, key), original + delta)
+        torch.testing.assert_close(get_attr(patched.model, key), original + delta)
     finally:
         mm.unload_all_models()
-    assert torch.equal(comfy.utils.get_attr(unet.model, key), original)
+    assert torch.equal(get_attr(unet.model, key), original)

@@ -44,3 +44,14 @@ def test_workflows_load_in_real_frontend(tmp_path):
     assert len(loads) == len(WORKFLOWS)
     for event in loads:
         assert event["ok"] and not event["missing_types"] and not event["dialogs"], event
+
+
+@pytest.mark.parametrize("path", WORKFLOWS, ids=[p.name for p in WORKFLOWS])
+def test_committed_workflow_matches_its_builder(comfy, path):
+    """Widget values follow the live host's input order: a renamed or reordered input shows up here."""
+    sys.path.insert(0, str(PACK_ROOT / "tools"))
+    import build_workflows
+
+    assert path.name in build_workflows.WORKFLOWS, f"{path.name} has no builder in tools/build_workflows.py"
+    built = build_workflows.WORKFLOWS[path.name](build_workflows.node_info(comfy)).to_ui()
+    assert json.loads(path.read_text()) == json.loads(json.dumps(built))

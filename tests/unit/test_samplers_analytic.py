@@ -18,7 +18,6 @@ from dataclasses import dataclass
 
 import pytest
 import torch
-
 from turbovideo.samplers import flow_shift, rcm, shortcut
 
 F64 = torch.float64
