@@ -113,7 +113,7 @@ def apply_step_embedder(model, embedder: StepSizeEmbedder, trained_step_sizes, f
     family = check_adapter_fits(model, embedder.width, file_name)
     patched = model.clone()
     module = StepSizeTimeEmbedding(patched.get_model_object(family.time_embedding), embedder)
-    import comfy.utils; comfy.utils.set_attr(patched.model, family.time_embedding, module)  # BREAK: in place
+    patched.add_object_patch(family.time_embedding, module)
     patched.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.APPLY_MODEL, WRAPPER_KEY,
                                  _step_size_wrapper(module))
     options = patched.model_options.setdefault("transformer_options", {})

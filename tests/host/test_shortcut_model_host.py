@@ -8,10 +8,10 @@ import sys
 
 import pytest
 import torch
-
-from host import graphs
 from turbovideo.models.step_embedder import StepSizeEmbedder, save_step_embedder
 from turbovideo.samplers import shortcut
+
+from host import graphs
 
 pytestmark = pytest.mark.host
 

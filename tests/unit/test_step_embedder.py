@@ -5,7 +5,6 @@ import math
 import pytest
 import torch
 from safetensors.torch import load_file, save_file
-
 from turbovideo.models import step_embedder as se
 
 SIZES = [1.0 / 2**k for k in range(8)]
