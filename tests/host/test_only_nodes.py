@@ -54,7 +54,42 @@ class TurboTestCapture:
         return {}
 
 
+class TurboTestInterruptAfter:
+    """MODEL -> MODEL that counts model calls and presses the stop button after the `calls`-th returns."""
+
+    calls_seen = 0
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"model": ("MODEL",), "calls": ("INT", {"default": 2, "min": 1, "max": 100})}}
+
+    RETURN_TYPES = ("MODEL",)
+    FUNCTION = "patch"
+    CATEGORY = "_for_testing"
+
+    def patch(self, model, calls):
+        import comfy.model_management
+        import comfy.patcher_extension
+
+        TurboTestInterruptAfter.calls_seen = 0
+
+        # Pressed after the call returns: comfy's own ops check the flag inside a call, so only the
+        # sampler loop (between steps) can stop before the next call's wrapper runs.
+        def count_then_interrupt(executor, *args, **kwargs):
+            TurboTestInterruptAfter.calls_seen += 1
+            out = executor(*args, **kwargs)
+            if TurboTestInterruptAfter.calls_seen >= calls:
+                comfy.model_management.interrupt_current_processing()
+            return out
+
+        patched = model.clone()
+        patched.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.APPLY_MODEL, "turbo_test_interrupt",
+                                     count_then_interrupt)
+        return (patched,)
+
+
 TEST_NODES = {
+    "TurboTestInterruptAfter": TurboTestInterruptAfter,
     "TurboTestConditioning": TurboTestConditioning,
     "TurboTestCapture": TurboTestCapture,
 }

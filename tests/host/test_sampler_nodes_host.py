@@ -1,5 +1,6 @@
 """rCM, shortcut and LTX token-shift nodes inside SamplerCustomAdvanced on the tiny LTX and Wan models."""
 import math
+import sys
 
 import pytest
 import torch
@@ -89,3 +90,28 @@ def test_shortcut_sigmas_from_latent_size_requires_latent(comfy, tiny_models, ca
     result = comfy.run(prompt)
     assert not result.ok
     assert "latent" in result.execution_error["exception_message"]
+
+
+@pytest.mark.parametrize("name", sorted(SAMPLERS))
+def test_interrupt_stops_sampling_before_the_next_step(comfy, tiny_models, captured, name):
+    from host.test_only_nodes import TurboTestInterruptAfter
+
+    sampler, sigmas = SAMPLERS[name]
+    prompt = _ltxv_graph(tiny_models, sampler, sigmas)
+    prompt["interrupt"] = {"class_type": "TurboTestInterruptAfter", "inputs": {"model": ["unet", 0], "calls": 2}}
+    prompt["guider"]["inputs"]["model"] = ["interrupt", 0]
+    result = comfy.run(prompt)
+    assert not result.ok
+    assert any(event == "execution_interrupted" for event, _ in result.messages), result.describe()
+    assert TurboTestInterruptAfter.calls_seen == 2, "sampling went on after the interrupt"
+    assert "latent" not in captured
+
+
+def test_shortcut_sampler_without_adapter_warns_once(comfy, tiny_models, captured, host_warnings):
+    ksamplers = sys.modules[comfy.pack_module.__name__ + ".patches.ksamplers"]
+    ksamplers._warned_no_adapter.clear()
+    host_warnings.records.clear()
+    for seed in (1, 2):
+        _sample(comfy, captured, _ltxv_graph(tiny_models, *SAMPLERS["shortcut"], seed=seed))
+    warnings = [m for m in host_warnings.records if "no step-size adapter" in m]
+    assert len(warnings) == 1, host_warnings.records
