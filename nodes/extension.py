@@ -8,9 +8,6 @@ NODE_MODULES = [sampler_nodes, shortcut_nodes]
 
 
 class TurboVideoExtension(ComfyExtension):
-    async def on_load(self):
-        register_adapter_folder()
-
     async def get_node_list(self):
-        register_adapter_folder()  # ComfyUI 0.8 never calls on_load; node schemas list this folder
+        register_adapter_folder()  # before the schemas, which list this folder (0.8 never calls on_load)
         return [node for module in NODE_MODULES for node in module.NODES]

@@ -74,7 +74,6 @@ class ComfyHost:
         import comfy.cli_args
 
         comfy.cli_args.args.cpu = True
-        comfy.cli_args.args.disable_all_custom_nodes = True
         comfy.cli_args.args.base_directory = str(self.work_dir)
         import folder_paths
         import utils.extra_config  # noqa: F401  before nodes: nodes.py would shadow the utils package
@@ -128,7 +127,8 @@ class ComfyHost:
         if not valid:
             return PromptResult(False, error, node_errors, None, {}, [])
         self.server.messages = []
-        self.executor.execute(prompt, prompt_id, extra_data={}, execute_outputs=outputs)
+        # with a client id every message, progress included, reaches the stub exactly once
+        self.executor.execute(prompt, prompt_id, extra_data={"client_id": "tests"}, execute_outputs=outputs)
         messages = list(self.executor.status_messages)
         failure = next((data for event, data in messages if event == "execution_error"), None)
         interrupted = next((data for event, data in messages if event == "execution_interrupted"), None)
@@ -139,5 +139,5 @@ class ComfyHost:
             node_errors,
             failure or interrupted,
             ui,
-            messages + self.server.messages,
+            list(self.server.messages),
         )

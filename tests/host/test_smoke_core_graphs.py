@@ -1,6 +1,4 @@
 """Each model family runs a full core graph on its tiny checkpoint inside the real ComfyUI."""
-import math
-
 import pytest
 import torch
 
@@ -63,4 +61,3 @@ def test_validation_errors_are_reported(comfy, tiny_models):
     result = comfy.run(prompt)
     assert not result.ok
     assert "unet" in result.node_errors, result.describe()
-    assert math.isfinite(len(result.node_errors))
