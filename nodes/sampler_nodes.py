@@ -127,4 +127,28 @@ class TurboLTXShiftSigmas(io.ComfyNode):
         return io.NodeOutput(sigmas)
 
 
-NODES = [TurboRCMSigmas, TurboRCMSampler, TurboShortcutSigmas, TurboShortcutSampler, TurboLTXShiftSigmas]
+class TurboSplitSigmasAtBoundary(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="TurboSplitSigmasAtBoundary", display_name="Turbo Split Sigmas At Boundary",
+            category=CATEGORY,
+            description="Splits SIGMAS between two experts by noise level, as Wan2.2 A14B does: steps that "
+                        "start at sigma >= boundary go to the high-noise model, the rest to the low-noise model. "
+                        "Run the low half with noise disabled, from the high half's output.",
+            inputs=[
+                io.Sigmas.Input("sigmas"),
+                io.Float.Input("boundary", default=0.9, min=0.0, max=1.0, step=0.001,
+                               tooltip="Noise level (rectified-flow sigma) where the low-noise expert takes over: "
+                                       "0.9 for TurboWan2.2 I2V A14B."),
+            ],
+            outputs=[io.Sigmas.Output(display_name="high_sigmas"), io.Sigmas.Output(display_name="low_sigmas")],
+        )
+
+    @classmethod
+    def execute(cls, sigmas, boundary) -> io.NodeOutput:
+        return io.NodeOutput(*rcm.split_at_boundary(sigmas, boundary))
+
+
+NODES = [TurboRCMSigmas, TurboRCMSampler, TurboSplitSigmasAtBoundary, TurboShortcutSigmas, TurboShortcutSampler,
+         TurboLTXShiftSigmas]

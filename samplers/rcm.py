@@ -65,6 +65,16 @@ def rcm_sigmas(
     return torch.tensor(sigmas, dtype=torch.float64).to(torch.float32)
 
 
+def split_at_boundary(sigmas: torch.Tensor, boundary: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Splits a schedule between two experts (Wan2.2 A14B): steps starting at sigma >= boundary go to
+    the high-noise model, the rest to the low-noise model. The halves share the switching sigma, so
+    running one after the other covers every step once; a half with no steps has a single value.
+    """
+    levels = _sigma_levels(sigmas)
+    switch = sum(1 for s in levels[:-1] if s >= boundary)
+    return sigmas[:switch + 1], sigmas[switch:]
+
+
 def _sigma_levels(sigmas: torch.Tensor) -> list[float]:
     if sigmas.ndim != 1 or sigmas.numel() < 2:
         raise ValueError(f"sigmas must be a 1-D tensor with at least 2 values, got shape "

@@ -19,6 +19,11 @@ STEP_ADAPTER = "ltxv_2b_step_size_embedder.safetensors"  # trained with training
 PROMPT = ("A red fox trots through fresh snow at dawn, its breath steaming, soft golden light, "
           "shallow depth of field, the camera tracks alongside at ground level.")
 NEGATIVE = "worst quality, inconsistent motion, blurry, jittery, distorted"
+UMT5_ENCODER = "umt5_xxl_fp8_e4m3fn_scaled.safetensors"
+WAN_VAE = "wan_2.1_vae.safetensors"
+TURBOWAN_T2V = "TurboWan2.1-T2V-1.3B-480P.pth"
+TURBOWAN_I2V = "TurboWan2.2-I2V-A14B-{}-720P-quant.pth"
+WAN_FPS = 16.0
 
 
 def node_info(host) -> dict:
@@ -53,11 +58,14 @@ def ltxv_save_video(w: Workflow, ckpt, samples, prefix):
     w.add("SaveVideo", video=(video, 0), filename_prefix=f"video/{prefix}", format="auto", codec="auto")
 
 
-def sample_and_save(w: Workflow, ckpt, latent, guider, sampler, sigmas, prefix) -> Workflow:
+def sample(w: Workflow, latent, guider, sampler, sigmas):
     noise = w.add("RandomNoise", noise_seed=42)
-    sample = w.add("SamplerCustomAdvanced", noise=(noise, 0), guider=(guider, 0), sampler=(sampler, 0),
-                   sigmas=(sigmas, 0), latent_image=(latent, 0))
-    ltxv_save_video(w, ckpt, (sample, 0), prefix)
+    return w.add("SamplerCustomAdvanced", noise=(noise, 0), guider=(guider, 0), sampler=(sampler, 0),
+                 sigmas=(sigmas, 0), latent_image=(latent, 0))
+
+
+def sample_and_save(w: Workflow, ckpt, latent, guider, sampler, sigmas, prefix) -> Workflow:
+    ltxv_save_video(w, ckpt, (sample(w, latent, guider, sampler, sigmas), 0), prefix)
     return w
 
 
@@ -89,7 +97,100 @@ def ltxv_shortcut(info) -> Workflow:
     return sample_and_save(w, ckpt, latent, guider, sampler, sigmas, "turbo_shortcut")
 
 
+def ltxv_int8_sage(info) -> Workflow:
+    """The speed nodes on a stock LTX-Video checkpoint: W8A8 INT8 linears, fused norms, INT8 attention."""
+    w = Workflow(info)
+    ckpt, cond, latent = ltxv_text_to_video_front(w)
+    quantized = w.add("TurboQuantizeINT8", model=(ckpt, 0), layers="all", granularity="per_channel", backend="auto")
+    fused = w.add("TurboFusedNorms", model=(quantized, 0))
+    model = w.add("TurboAttention", model=(fused, 0), backend="sage", topk=0.1, proj_l="none")
+    guider = w.add("CFGGuider", model=(model, 0), positive=(cond, 0), negative=(cond, 1), cfg=3.0)
+    sampler = w.add("KSamplerSelect", sampler_name="euler")
+    sigmas = w.add("TurboLTXShiftSigmas", latent=(latent, 0), steps=20)
+    return sample_and_save(w, ckpt, latent, guider, sampler, sigmas, "turbo_int8_sage")
+
+
+def ltxv_quantize_and_save(info) -> Workflow:
+    """Quantize once and save: TurboLoadQuantized then loads the INT8 file at half the model memory."""
+    w = Workflow(info)
+    ckpt = w.add("CheckpointLoaderSimple", ckpt_name=LTXV_CHECKPOINT)
+    quantized = w.add("TurboQuantizeINT8", model=(ckpt, 0), layers="all", granularity="per_channel", backend="auto")
+    w.add("TurboSaveQuantized", model=(quantized, 0), filename_prefix="diffusion_models/ltxv_2b_int8")
+    return w
+
+
+def stream_decode_and_save(w: Workflow, vae_output, samples, prefix, fps):
+    """Chunked decode straight into a video file: memory stays flat however long the video is."""
+    video = w.add("TurboVAEDecodeToVideo", samples=samples, vae=vae_output, frame_rate=fps, crf=19,
+                  memory_budget_mb=0, chunk_frames=0, chunk_overlap=24, tile_size=0, tile_overlap=64)
+    w.add("SaveVideo", video=(video, 0), filename_prefix=f"video/{prefix}", format="auto", codec="auto")
+
+
+def ltxv_long_streaming(info) -> Workflow:
+    """A 10 s LTX-Video clip decoded chunk by chunk into the video file (no full-length IMAGE batch)."""
+    w = Workflow(info)
+    ckpt, cond, latent = ltxv_text_to_video_front(w, frames=257)
+    guider = w.add("BasicGuider", model=(ckpt, 0), conditioning=(cond, 0))
+    sampler = w.add("KSamplerSelect", sampler_name="euler")
+    sigmas = w.add("TurboLTXShiftSigmas", latent=(latent, 0), steps=8)
+    samples = sample(w, latent, guider, sampler, sigmas)
+    stream_decode_and_save(w, (ckpt, 2), (samples, 0), "turbo_long_streaming", 25.0)
+    return w
+
+
+def wan_save_video(w: Workflow, vae, samples, prefix):
+    stream_decode_and_save(w, (vae, 0), samples, prefix, WAN_FPS)
+
+
+def turbowan_t2v(info) -> Workflow:
+    """TurboWan2.1 T2V 1.3B at 480p: SLA + rCM 4 steps, one forward per step (no CFG)."""
+    w = Workflow(info)
+    model = w.add("TurboWanLoader", turbowan_name=TURBOWAN_T2V, attention="sagesla", topk=0.1, int8=False)
+    clip = w.add("CLIPLoader", clip_name=UMT5_ENCODER, type="wan")
+    vae = w.add("VAELoader", vae_name=WAN_VAE)
+    positive = w.add("CLIPTextEncode", title="Prompt", text=PROMPT, clip=(clip, 0))
+    latent = w.add("EmptyHunyuanLatentVideo", width=832, height=480, length=81, batch_size=1)
+    guider = w.add("BasicGuider", model=(model, 0), conditioning=(positive, 0))
+    sampler = w.add("TurboRCMSampler", mode="sde")
+    sigmas = w.add("TurboRCMSigmas", steps=4, sigma_max=80.0, mid_timesteps="default")
+    wan_save_video(w, vae, (sample(w, latent, guider, sampler, sigmas), 0), "turbowan_t2v")
+    return w
+
+
+def turbowan_i2v(info) -> Workflow:
+    """TurboWan2.2 I2V A14B at 720p: the high-noise expert while sigma >= 0.9, then the low-noise one."""
+    w = Workflow(info)
+    high = w.add("TurboWanLoader", title="High-noise expert", turbowan_name=TURBOWAN_I2V.format("high"),
+                 attention="sagesla", topk=0.1, int8=False)
+    low = w.add("TurboWanLoader", title="Low-noise expert", turbowan_name=TURBOWAN_I2V.format("low"),
+                attention="sagesla", topk=0.1, int8=False)
+    clip = w.add("CLIPLoader", clip_name=UMT5_ENCODER, type="wan")
+    vae = w.add("VAELoader", vae_name=WAN_VAE)
+    positive = w.add("CLIPTextEncode", title="Prompt", text=PROMPT, clip=(clip, 0))
+    negative = w.add("ConditioningZeroOut", conditioning=(positive, 0))  # no CFG: never sampled
+    image = w.add("LoadImage", title="First frame", image="example.png")
+    i2v = w.add("WanImageToVideo", positive=(positive, 0), negative=(negative, 0), vae=(vae, 0), width=1280,
+                height=720, length=81, batch_size=1, start_image=(image, 0))
+    sigmas = w.add("TurboRCMSigmas", steps=4, sigma_max=200.0, mid_timesteps="default")
+    split = w.add("TurboSplitSigmasAtBoundary", sigmas=(sigmas, 0), boundary=0.9)
+    sampler = w.add("TurboRCMSampler", mode="sde")
+    noise = w.add("RandomNoise", noise_seed=42)
+    high_sample = w.add("SamplerCustomAdvanced", title="High-noise steps", noise=(noise, 0),
+                        guider=(w.add("BasicGuider", model=(high, 0), conditioning=(i2v, 0)), 0),
+                        sampler=(sampler, 0), sigmas=(split, 0), latent_image=(i2v, 2))
+    low_sample = w.add("SamplerCustomAdvanced", title="Low-noise steps", noise=(w.add("DisableNoise"), 0),
+                       guider=(w.add("BasicGuider", model=(low, 0), conditioning=(i2v, 0)), 0),
+                       sampler=(sampler, 0), sigmas=(split, 1), latent_image=(high_sample, 0))
+    wan_save_video(w, vae, (low_sample, 0), "turbowan_i2v")
+    return w
+
+
 WORKFLOWS = {
+    "ltxv_t2v_long_streaming_decode.json": ltxv_long_streaming,
+    "ltxv_t2v_int8_sage_attention.json": ltxv_int8_sage,
+    "ltxv_quantize_int8_and_save.json": ltxv_quantize_and_save,
+    "turbowan_t2v_1.3b_480p_rcm.json": turbowan_t2v,
+    "turbowan_i2v_a14b_720p_rcm.json": turbowan_i2v,
     "ltxv_t2v_shortcut.json": ltxv_shortcut,
     "ltxv_t2v_rcm_4_steps.json": ltxv_rcm,
     "ltxv_t2v_token_shift_euler.json": ltxv_token_shift,

@@ -12,6 +12,8 @@ def write_all(models_dir: pathlib.Path) -> dict:
     models_dir = pathlib.Path(models_dir)
     return {
         "ltxv_dit": ltxv.write_dit(models_dir / "diffusion_models" / "tiny_ltxv_dit.safetensors"),
+        "ltxv_dit_d64": ltxv.write_dit(models_dir / "diffusion_models" / "tiny_ltxv_dit_d64.safetensors",
+                                       head_dim=64, heads=2, seed=5),
         "ltxv_checkpoint": ltxv.write_checkpoint(models_dir / "checkpoints" / "tiny_ltxv.safetensors"),
         "wan_dit": wan.write_dit(models_dir / "diffusion_models" / "tiny_wan21_t2v.safetensors"),
         "wan_vae": wan.write_vae(models_dir / "vae" / "tiny_wan21_vae.safetensors"),

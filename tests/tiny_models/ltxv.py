@@ -39,8 +39,8 @@ def _block_layout(index, width):
     return layout
 
 
-def dit_layout(blocks=2, head_dim=2):
-    width = HEADS * head_dim
+def dit_layout(blocks=2, head_dim=2, heads=HEADS):
+    width = heads * head_dim
     layout = {"scale_shift_table": (2, width)}
     layout.update(_linear("patchify_proj", width, LATENT_CHANNELS))
     layout.update(_linear("adaln_single.emb.timestep_embedder.linear_1", width, 256))
@@ -86,13 +86,14 @@ def vae_statistics(seed):
     return {f"per_channel_statistics.{name}": value for name, value in stats.items()}
 
 
-def dit_config(head_dim=2):
-    return {"transformer": {"num_attention_heads": HEADS, "attention_head_dim": head_dim}}
+def dit_config(head_dim=2, heads=HEADS):
+    return {"transformer": {"num_attention_heads": heads, "attention_head_dim": head_dim}}
 
 
-def write_dit(path, blocks=2, head_dim=2, seed=1, dtype=torch.float32):
-    state_dict = random_state_dict(dit_layout(blocks, head_dim), seed, dtype)
-    return save(state_dict, path, dit_config(head_dim))
+def write_dit(path, blocks=2, head_dim=2, seed=1, dtype=torch.float32, heads=HEADS):
+    """heads x head_dim is the width; head_dim 64 (heads 2) is a head dim the fast attention kernels take."""
+    state_dict = random_state_dict(dit_layout(blocks, head_dim, heads), seed, dtype)
+    return save(state_dict, path, dit_config(head_dim, heads))
 
 
 def write_checkpoint(path, blocks=2, head_dim=2, seed=2):

@@ -335,3 +335,39 @@ def test_ltx_shift_sigmas_edge_cases():
         flow_shift.ltx_shift_sigmas(0, 4096)
     with pytest.raises(ValueError, match="tokens"):
         flow_shift.ltx_shift_sigmas(4, 0)
+
+
+def test_split_at_boundary_gives_the_high_noise_steps_to_the_high_expert():
+    sigmas = rcm.rcm_sigmas(4, 200.0)  # [0.995, 0.934, 0.853, 0.609, 0]
+    high, low = rcm.split_at_boundary(sigmas, 0.9)
+    assert torch.equal(high, sigmas[:3]) and torch.equal(low, sigmas[2:])
+    high, low = rcm.split_at_boundary(sigmas, 0.999)  # no step that noisy: the high half is empty
+    assert high.tolist() == sigmas[:1].tolist() and torch.equal(low, sigmas)
+    high, low = rcm.split_at_boundary(sigmas, 0.0)
+    assert torch.equal(high, sigmas) and low.tolist() == [0.0]
+
+
+def test_two_experts_on_split_sigmas_equal_one_run_with_a_switching_model():
+    gen = torch.Generator().manual_seed(5)
+    high_model, low_model = make_problem(gen), make_problem(gen)
+    sigmas = rcm.rcm_sigmas(4, 200.0).double()
+    boundary = 0.9
+    noises = {round(float(s), 6): torch.randn(64, 6, generator=gen, dtype=F64) for s in sigmas[1:-1]}
+
+    def noise_like(levels):
+        return lambda x, i: noises[round(float(levels[i + 1]), 6)]
+
+    def expert(model):
+        return lambda x, s: model.consistency(x, s)
+
+    def switching(x, s):
+        return (high_model if s >= boundary else low_model).consistency(x, s)
+
+    x_start = torch.randn(64, 6, generator=gen, dtype=F64)
+    whole = rcm.sample_rcm(switching, x_start, sigmas, noise_like(sigmas))
+    high, low = rcm.split_at_boundary(sigmas, boundary)
+    halfway = rcm.sample_rcm(expert(high_model), x_start, high, noise_like(high))
+    split = rcm.sample_rcm(expert(low_model), halfway, low, noise_like(low))
+    torch.testing.assert_close(split, whole, rtol=0, atol=0)
+    other = rcm.sample_rcm(expert(low_model), x_start, sigmas, noise_like(sigmas))
+    assert not torch.allclose(other, whole)  # the experts really differ

@@ -1,0 +1,82 @@
+"""Attention dispatcher: exact SDPA, SageAttention-style INT8, SLA and SageSLA.
+
+`attention(q, k, v, backend)` takes (batch, heads, tokens, head_dim) tensors. implementation="auto"
+runs the Triton kernels when q is on CUDA and triton imports, else the torch reference;
+"triton" / "torch" force one. The quantised and sparse backends take head dims 64 and 128, any
+sequence lengths, and float16 / bfloat16 / float32 inputs; `unsupported_reason` says why a call
+cannot run (callers fall back to exact attention). Importable without triton.
+"""
+import functools
+import importlib
+from types import ModuleType
+
+import torch
+
+from . import attention_reference
+
+BACKENDS = ("sdpa", "sage", "sla", "sagesla")
+IMPLEMENTATIONS = ("auto", "triton", "torch")
+HEAD_DIMS = (64, 128)
+DTYPES = (torch.float16, torch.bfloat16, torch.float32)
+
+
+@functools.lru_cache(maxsize=2)
+def _triton_module(name: str) -> ModuleType | None:
+    try:
+        return importlib.import_module(f".{name}", __package__)
+    except ImportError:
+        return None
+
+
+def triton_available() -> bool:
+    """True when triton is installed and the Sage and SLA kernels import."""
+    return _triton_module("sage_triton") is not None and _triton_module("sla_triton") is not None
+
+
+def uses_triton(q: torch.Tensor, implementation: str = "auto") -> bool:
+    if implementation not in IMPLEMENTATIONS:
+        raise ValueError(f"implementation must be one of {IMPLEMENTATIONS}; got {implementation!r}")
+    if implementation == "triton" and not triton_available():
+        raise RuntimeError("implementation='triton' was requested but triton is not installed (or failed "
+                           "to import); install triton or use implementation='torch' / 'auto'")
+    return implementation == "triton" or (implementation == "auto" and q.is_cuda and triton_available())
+
+
+def unsupported_reason(q, k, v, backend: str) -> str | None:
+    """None when `backend` can run on these tensors, else a sentence saying why not."""
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}; got {backend!r}")
+    if q.dim() != 4 or k.dim() != 4 or v.dim() != 4:
+        return f"q, k, v must be (batch, heads, tokens, head_dim); got {q.dim()}-D, {k.dim()}-D, {v.dim()}-D"
+    if backend == "sdpa":
+        return None
+    if q.shape[-1] not in HEAD_DIMS or k.shape[-1] != q.shape[-1] or v.shape[-1] != q.shape[-1]:
+        return f"head dim {q.shape[-1]} (q), {k.shape[-1]} (k), {v.shape[-1]} (v); {backend} takes {HEAD_DIMS}"
+    if q.dtype not in DTYPES or k.dtype != q.dtype or v.dtype != q.dtype:
+        return f"dtype {q.dtype}; {backend} takes one of float16, bfloat16, float32 for all of q, k, v"
+    if k.shape[:3] != v.shape[:3] or q.shape[:2] != k.shape[:2]:
+        return f"shapes q {tuple(q.shape)}, k {tuple(k.shape)}, v {tuple(v.shape)} do not match"
+    return None
+
+
+def attention(q, k, v, backend: str = "sdpa", *, topk: float = 0.1, proj_l=None, scale=None, linear_keys="rest",
+              implementation: str = "auto") -> torch.Tensor:
+    """Attention of q over k, v in q's dtype; the caller's tensors are never modified.
+
+    topk: share of key blocks each query block keeps (sla, sagesla). proj_l: (weight (D, D),
+    bias (D,) or None) of SLA's linear-branch projection, None for a zero projection.
+    """
+    reason = unsupported_reason(q, k, v, backend)
+    if reason is not None:
+        raise ValueError(f"attention backend {backend!r} cannot run: {reason}")
+    if backend == "sdpa":
+        return attention_reference.exact_attention(q, k, v, scale)
+    if not 0.0 < topk <= 1.0:
+        raise ValueError(f"topk must be in (0, 1]; got {topk}")
+    triton = uses_triton(q, implementation)
+    if backend == "sage":
+        module = _triton_module("sage_triton") if triton else attention_reference
+        return module.sage_attention(q, k, v, scale)
+    module = _triton_module("sla_triton") if triton else attention_reference
+    return module.sla_attention(q, k, v, topk, proj_l, quantized=backend == "sagesla", scale=scale,
+                                linear_keys=linear_keys)

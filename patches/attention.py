@@ -1,0 +1,148 @@
+"""Attention backends on a MODEL through transformer_options["optimized_attention_override"].
+
+ComfyUI routes every attention call of LTX-Video and Wan through the override; it cannot tell
+self- from cross-attention, and LTX-Video sets no block index. So each self-attention module
+(LTX-Video transformer_blocks.N.attn1, Wan blocks.N.self_attn) is object-patched with a view of
+itself (same parameters and children, see fused_norms.module_view) whose forward adds
+{SITE_KEY: N} to the transformer_options it passes down. The override runs the chosen backend only
+for calls carrying that key; cross-attention and anything else runs exactly as before (the host's
+own function, or an override that was installed earlier). A self-attention call the backend cannot
+take (head dim, dtype, a mask) or a Triton failure falls back to exact attention with one warning.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import comfy.model_base
+import torch
+
+from ..kernels import attention as attention_kernels
+from ..models import sla_weights
+from .fused_norms import module_view
+
+OVERRIDE_KEY = "optimized_attention_override"
+SITE_KEY = "turbovideo_self_attention_block"
+BACKENDS = attention_kernels.BACKENDS
+
+
+@dataclass(frozen=True)
+class Family:
+    name: str
+    model_class: type
+    blocks: str  # attribute of diffusion_model holding the block list
+    self_attention: str  # attribute of a block holding its self-attention module
+    head_dim: str  # attribute of that module holding the head dim
+
+
+FAMILIES = (
+    Family("LTX-Video", comfy.model_base.LTXV, "transformer_blocks", "attn1", "dim_head"),
+    Family("Wan", comfy.model_base.WAN21, "blocks", "self_attn", "head_dim"),
+)
+
+
+class SelfAttentionSite:
+    """Mixin for the self-attention view: tags the call so the override knows where it runs."""
+
+    def forward(self, *args, **kwargs):
+        options = kwargs.get("transformer_options") or {}
+        kwargs["transformer_options"] = {**options, SITE_KEY: self.turbo_block_index}
+        return super().forward(*args, **kwargs)
+
+
+def _to_heads(x, heads, skip_reshape):
+    return x if skip_reshape else x.unflatten(-1, (heads, -1)).transpose(1, 2)
+
+
+class TurboAttentionOverride:
+    """The override callable. Shared, not copied, by model clones (its state is the warn-once set)."""
+
+    def __init__(self, backend: str, topk: float, proj_l: dict | None, previous=None, linear_keys="rest"):
+        self.backend, self.topk, self.previous, self.linear_keys = backend, topk, previous, linear_keys
+        self.proj_l = proj_l or {}
+        self._on_device: dict = {}
+        self._warned: set = set()
+
+    def __deepcopy__(self, memo):
+        return self
+
+    def _exact(self, func, q, k, v, heads, **kwargs):
+        if self.previous is not None:
+            return self.previous(func, q, k, v, heads, **kwargs)
+        return func(q, k, v, heads, **kwargs)
+
+    def _warn_once(self, key: str, message: str):
+        if key not in self._warned:
+            self._warned.add(key)
+            logging.warning("TurboAttention: %s; using exact attention (sdpa) for these calls instead", message)
+
+    def _proj_l(self, block: int, device: torch.device):
+        if block not in self.proj_l or self.backend not in ("sla", "sagesla"):
+            return None
+        key = (block, str(device))
+        if key not in self._on_device:
+            self._on_device[key] = sla_weights.as_device(self.proj_l[block], device)
+        return self._on_device[key]
+
+    def __call__(self, func, q, k, v, heads=None, mask=None, skip_reshape=False, skip_output_reshape=False,
+                 **kwargs):
+        kwargs.update(mask=mask, skip_reshape=skip_reshape, skip_output_reshape=skip_output_reshape)
+        block = (kwargs.get("transformer_options") or {}).get(SITE_KEY)
+        if block is None or "triton" in self._warned:
+            return self._exact(func, q, k, v, heads, **kwargs)
+        qh, kh, vh = (_to_heads(t, heads, skip_reshape) for t in (q, k, v))
+        reason = attention_kernels.unsupported_reason(qh, kh, vh, self.backend)
+        if mask is not None:
+            reason = "self-attention with a mask"
+        if reason is not None:
+            self._warn_once(reason, f"backend {self.backend!r} cannot run here ({reason})")
+            return self._exact(func, q, k, v, heads, **kwargs)
+        try:
+            out = attention_kernels.attention(qh, kh, vh, self.backend, topk=self.topk,
+                                              proj_l=self._proj_l(block, qh.device), linear_keys=self.linear_keys)
+        except Exception as error:  # a GPU the Triton kernels do not compile for; the torch path re-raises
+            if not attention_kernels.uses_triton(qh):
+                raise
+            self._warn_once("triton", f"the Triton {self.backend!r} kernel failed on {qh.device} ({error})")
+            return self._exact(func, q, k, v, heads, **kwargs)
+        return out if skip_output_reshape else out.transpose(1, 2).flatten(2)
+
+
+def model_family(model) -> Family:
+    for family in FAMILIES:
+        if isinstance(model.model, family.model_class):
+            return family
+    supported = ", ".join(f"{f.name} ({f.model_class.__name__})" for f in FAMILIES)
+    raise ValueError(f"model: {type(model.model).__name__} has no TurboAttention support; connect one of: {supported}")
+
+
+def self_attention_paths(model, family: Family) -> list[str]:
+    blocks = getattr(model.get_model_object("diffusion_model"), family.blocks)
+    return [f"diffusion_model.{family.blocks}.{i}.{family.self_attention}" for i in range(len(blocks))]
+
+
+def head_dim(model, family: Family) -> int:
+    return int(getattr(model.get_model_object(self_attention_paths(model, family)[0]), family.head_dim))
+
+
+def apply_attention_backend(model, backend: str, topk: float = 0.1, proj_l: dict | None = None,
+                            proj_l_name: str = "proj_l", linear_keys: str = "rest"):
+    """A clone of `model` whose self-attention runs `backend`; proj_l {block: (weight, bias)} for SLA."""
+    if backend not in BACKENDS:
+        raise ValueError(f"backend: must be one of {BACKENDS}; got {backend!r}")
+    family = model_family(model)
+    paths = self_attention_paths(model, family)
+    if proj_l:
+        dims = {weight.shape[0] for weight, _ in proj_l.values()}
+        sla_weights.check_fits(max(dims), sorted(proj_l), head_dim(model, family), len(paths), proj_l_name)
+    patched = model.clone()
+    for index, path in enumerate(paths):
+        view = module_view(patched.get_model_object(path), SelfAttentionSite)
+        view.turbo_block_index = index
+        patched.add_object_patch(path, view)
+    options = patched.model_options.setdefault("transformer_options", {})
+    previous = options.get(OVERRIDE_KEY)
+    if isinstance(previous, TurboAttentionOverride):  # a second TurboAttention replaces the first
+        previous = previous.previous
+    options[OVERRIDE_KEY] = TurboAttentionOverride(backend, topk, proj_l, previous, linear_keys)
+    return patched

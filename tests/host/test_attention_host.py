@@ -1,0 +1,201 @@
+"""TurboAttention and TurboFusedNorms in the real ComfyUI on the tiny LTX-Video (head dim 64) and Wan
+(head dim 128) DiTs: UNETLoader -> node -> KSampler (2 euler steps, 192 tokens) -> latent.
+
+Tolerances against the unpatched model's latent (relative max error): sdpa and fused norms 1e-4
+(float32 rounding only), sage 5e-3 (INT8 Q/K; measured 3e-4 and 4e-4), sla at topk 1.0 without proj_l 1e-4.
+"""
+import copy
+import sys
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from host import graphs
+
+pytestmark = pytest.mark.host
+
+STEPS, BLOCKS = 2, 2
+FAMILIES = {
+    "ltxv": {"dit": "ltxv_dit_d64", "mask": True, "head_dim": 64,
+             "latent": {"class_type": "EmptyLTXVLatentVideo",
+                        "inputs": {"width": 256, "height": 256, "length": 17, "batch_size": 1}}},
+    "wan": {"dit": "wan_dit", "mask": False, "head_dim": 128,
+            "latent": {"class_type": "EmptyHunyuanLatentVideo",
+                       "inputs": {"width": 128, "height": 128, "length": 9, "batch_size": 1}}},
+}
+
+
+def _pack(comfy, name):
+    return sys.modules[f"{comfy.pack_module.__name__}.{name}"]
+
+
+@pytest.fixture(scope="module")
+def proj_l_files(comfy, tmp_path_factory):
+    """Random proj_l weights for both head dims, in a folder registered as models/turbovideo."""
+    folder = tmp_path_factory.mktemp("turbovideo_proj_l")
+    sla_weights = _pack(comfy, "models.sla_weights")
+    generator = torch.Generator().manual_seed(11)
+    for d in (64, 128):
+        weights = {b: (torch.randn(d, d, generator=generator), torch.randn(d, generator=generator))
+                   for b in range(BLOCKS)}
+        sla_weights.save_proj_l(folder / f"proj_l_d{d}.safetensors", weights)
+    save_file({"lora.weight": torch.randn(4, 4)}, str(folder / "proj_l_not_sla.safetensors"))
+    comfy.add_model_folder("turbovideo", folder)
+    return {64: "proj_l_d64.safetensors", 128: "proj_l_d128.safetensors", "bad": "proj_l_not_sla.safetensors"}
+
+
+@pytest.fixture
+def attention_calls(comfy, monkeypatch):
+    """Records (backend, q shape, k shape) of every call the override sends to the kernels."""
+    kernels = _pack(comfy, "kernels.attention")
+    calls, original = [], kernels.attention
+
+    def recording(q, k, v, backend="sdpa", **kwargs):
+        calls.append((backend, tuple(q.shape), tuple(k.shape)))
+        return original(q, k, v, backend, **kwargs)
+
+    monkeypatch.setattr(kernels, "attention", recording)
+    return calls
+
+
+def prompt_for(tiny_models, family, nodes=()):
+    """UNETLoader -> each (class_type, inputs) in nodes -> KSampler -> captured latent."""
+    spec = FAMILIES[family]
+    prompt = {
+        "unet": {"class_type": "UNETLoader",
+                 "inputs": {"unet_name": tiny_models[spec["dit"]], "weight_dtype": "default"}},
+        "pos": {"class_type": "TurboTestConditioning",
+                "inputs": {"tokens": 8, "width": 4096, "seed": 0, "attention_mask": spec["mask"]}},
+        "neg": {"class_type": "TurboTestConditioning",
+                "inputs": {"tokens": 8, "width": 4096, "seed": 1, "attention_mask": spec["mask"]}},
+        "latent": copy.deepcopy(spec["latent"]),
+    }
+    model = ["unet", 0]
+    for index, (class_type, inputs) in enumerate(nodes):
+        prompt[f"patch{index}"] = {"class_type": class_type, "inputs": {"model": model, **inputs}}
+        model = [f"patch{index}", 0]
+    prompt["sample"] = graphs.ksampler(model, ["latent", 0], steps=STEPS)
+    prompt.update(graphs.capture(["sample", 0], "latent"))
+    return prompt
+
+
+def run_latent(comfy, captured, prompt):
+    result = comfy.run(prompt)
+    assert result.ok, result.describe()
+    latent = captured.pop("latent")["samples"]
+    assert torch.isfinite(latent).all() and latent.std() > 0
+    return latent
+
+
+@pytest.fixture(scope="module")
+def plain_latents():
+    """The unpatched model's latent per family, sampled once for the module (a dict filled lazily)."""
+    return {}
+
+
+def plain_latent(comfy, tiny_models, captured, cache, family):
+    if family not in cache:
+        cache[family] = run_latent(comfy, captured, prompt_for(tiny_models, family))
+    return cache[family]
+
+
+def relative_error(out, expected):
+    return ((out - expected).abs().max() / expected.abs().max()).item()
+
+
+def attention_node(backend, topk=0.1, proj_l="none"):
+    return ("TurboAttention", {"backend": backend, "topk": topk, "proj_l": proj_l})
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("backend,tolerance", [("sdpa", 1e-4), ("sage", 5e-3)])
+def test_attention_backend_stays_close_to_the_plain_model(comfy, tiny_models, captured, attention_calls, family,
+                                                          backend, tolerance, clean_load, plain_latents):
+    plain = plain_latent(comfy, tiny_models, captured, plain_latents, family)
+    assert attention_calls == []
+    patched = run_latent(comfy, captured, prompt_for(tiny_models, family, [attention_node(backend)]))
+    assert len(attention_calls) == STEPS * BLOCKS, "one kernel call per block and step: self-attention only"
+    head_dim = FAMILIES[family]["head_dim"]
+    for called, q_shape, k_shape in attention_calls:
+        assert called == backend and q_shape == k_shape and q_shape[-1] == head_dim and q_shape[2] == 192
+    error = relative_error(patched, plain)
+    assert error <= tolerance, error
+    if backend == "sage":
+        assert error > 1e-6, "INT8 attention cannot be bit-identical: the patch did not reach the model"
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_sla_runs_and_applies_proj_l(comfy, tiny_models, captured, attention_calls, proj_l_files, family,
+                                            plain_latents):
+    plain = plain_latent(comfy, tiny_models, captured, plain_latents, family)
+    dense = run_latent(comfy, captured, prompt_for(tiny_models, family, [attention_node("sla", topk=1.0)]))
+    assert relative_error(dense, plain) <= 1e-4, "SLA at topk 1.0 without proj_l is exact attention"
+    proj_l = proj_l_files[FAMILIES[family]["head_dim"]]
+    sparse, trained, sage_trained = (
+        run_latent(comfy, captured, prompt_for(tiny_models, family, [attention_node(backend, 0.3, weights)]))
+        for backend, weights in (("sla", "none"), ("sla", proj_l), ("sagesla", proj_l)))
+    assert relative_error(sparse, plain) > 1e-4, "topk 0.3 of 3 key blocks cannot be exact"
+    assert relative_error(trained, sparse) > 1e-3, "the proj_l file did not change SLA's output"
+    assert relative_error(sage_trained, trained) < 5e-2
+    assert [c[0] for c in attention_calls] == ["sla"] * 12 + ["sagesla"] * 4
+
+
+def test_unsupported_head_dim_falls_back_with_one_warning(comfy, tiny_models, captured, attention_calls,
+                                                          host_warnings):
+    """The default tiny LTX DiT has head dim 2: sage cannot run, the model must run exactly as before."""
+    prompt = prompt_for(tiny_models, "ltxv")
+    prompt["unet"]["inputs"]["unet_name"] = tiny_models["ltxv_dit"]
+    prompt["latent"]["inputs"].update(width=64, height=64, length=9)
+    plain = run_latent(comfy, captured, prompt)
+    host_warnings.records.clear()
+    prompt["patch0"] = {"class_type": "TurboAttention", "inputs": {"model": ["unet", 0], "backend": "sage",
+                                                                   "topk": 0.1, "proj_l": "none"}}
+    prompt["sample"]["inputs"]["model"] = ["patch0", 0]
+    patched = run_latent(comfy, captured, prompt)
+    warnings = [m for m in host_warnings.records if "TurboAttention" in m]
+    assert len(warnings) == 1 and "head dim 2" in warnings[0], warnings
+    assert attention_calls == [] and torch.equal(patched, plain)
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_fused_norms_match_the_plain_model(comfy, tiny_models, captured, monkeypatch, family, plain_latents):
+    norms = _pack(comfy, "kernels.norms")
+    seen = []
+    for name in ("rms_norm", "layer_norm"):
+        original = getattr(norms, name)
+        monkeypatch.setattr(norms, name, lambda *a, _o=original, _n=name, **k: seen.append(_n) or _o(*a, **k))
+    plain = plain_latent(comfy, tiny_models, captured, plain_latents, family)
+    fused = run_latent(comfy, captured, prompt_for(tiny_models, family, [("TurboFusedNorms", {}),
+                                                                          attention_node("sage")]))
+    assert "rms_norm" in seen, "q/k RMSNorms did not run the fused kernels"
+    assert family == "ltxv" or "layer_norm" in seen, "Wan's LayerNorms did not run the fused kernels"
+    alone = run_latent(comfy, captured, prompt_for(tiny_models, family, [("TurboFusedNorms", {})]))
+    assert relative_error(alone, plain) <= 1e-4
+    assert relative_error(fused, plain) <= 5e-3
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_shared_model_is_restored(comfy, tiny_models, captured, family):
+    import comfy.model_management as mm
+
+    prompt = prompt_for(tiny_models, family, [("TurboFusedNorms", {}), attention_node("sla", 0.3)])
+    prompt.update(graphs.capture(["unet", 0], "model"))
+    run_latent(comfy, captured, prompt)
+    unet = captured.pop("model")
+    mm.unload_all_models()
+    diffusion_model = unet.model.diffusion_model
+    modules = [type(m).__name__ for m in diffusion_model.modules()]
+    assert not [name for name in modules if name.startswith(("Fused", "SelfAttentionSite"))], modules
+    assert "optimized_attention_override" not in unet.model_options.get("transformer_options", {})
+
+
+def test_proj_l_errors_name_the_input(comfy, tiny_models, proj_l_files):
+    wrong_dim = comfy.run(prompt_for(tiny_models, "ltxv", [attention_node("sla", 0.1, proj_l_files[128])]))
+    assert not wrong_dim.ok
+    message = wrong_dim.execution_error["exception_message"]
+    assert "head dim 128" in message and "head dim is 64" in message, message
+    not_sla = comfy.run(prompt_for(tiny_models, "wan", [attention_node("sla", 0.1, proj_l_files["bad"])]))
+    assert not not_sla.ok and "is not an SLA proj_l file" in str(not_sla.node_errors), not_sla.describe()
+    wrong_backend = comfy.run(prompt_for(tiny_models, "wan", [attention_node("sage", 0.1, proj_l_files[128])]))
+    assert not wrong_backend.ok and "only the sla and sagesla backends" in str(wrong_backend.node_errors)

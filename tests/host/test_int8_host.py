@@ -1,0 +1,258 @@
+"""W8A8 INT8 in the real ComfyUI: TurboQuantizeINT8 on the tiny LTX-Video (width 64) and Wan (width
+128) DiTs, LoRA on the quantized MODEL, lowvram/offload, save -> load, and TurboDiffusion's layout.
+
+Tolerances: a quantized tiny model's sampled latent within 3e-2 (relative L2) of the float one; a
+LoRA's effect (LoRA output minus plain output) on the quantized model within 0.1 of its effect on
+the float model, for a LoRA that moves the output by well over 10x the quantization error.
+"""
+import pathlib
+import sys
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from host import graphs
+
+pytestmark = pytest.mark.host
+
+FAMILIES = {
+    "ltxv": {"dit": "ltxv_dit", "mask": True, "lora_layers": ["transformer_blocks.0.attn1.to_q",
+                                                             "transformer_blocks.0.ff.net.2"],
+             "latent": {"class_type": "EmptyLTXVLatentVideo",
+                        "inputs": {"width": 64, "height": 64, "length": 9, "batch_size": 1}}},
+    "wan": {"dit": "wan_dit", "mask": False, "lora_layers": ["blocks.0.self_attn.q", "blocks.0.ffn.0"],
+            "latent": {"class_type": "EmptyHunyuanLatentVideo",
+                       "inputs": {"width": 32, "height": 32, "length": 5, "batch_size": 1}}},
+}
+
+
+def _rel(a, b) -> float:
+    return ((a.double() - b.double()).norm() / b.double().norm()).item()
+
+
+def _pack(comfy, name):
+    return sys.modules[f"{comfy.pack_module.__name__}.{name}"]
+
+
+def _prompt(tiny_models, family, quantize=None, lora=None, loader=None):
+    spec = FAMILIES[family]
+    prompt = {"unet": loader or {"class_type": "UNETLoader",
+                                 "inputs": {"unet_name": tiny_models[spec["dit"]], "weight_dtype": "default"}},
+              "latent": spec["latent"]}
+    for node in ("pos", "neg"):
+        prompt[node] = {"class_type": "TurboTestConditioning", "inputs": {
+            "tokens": 8, "width": 4096, "seed": node == "neg", "attention_mask": spec["mask"]}}
+    model = ["unet", 0]
+    if quantize:
+        prompt["quant"] = {"class_type": "TurboQuantizeINT8", "inputs": {"model": model, **quantize}}
+        model = ["quant", 0]
+    if lora:
+        prompt["lora"] = {"class_type": "LoraLoaderModelOnly",
+                          "inputs": {"model": model, "lora_name": lora, "strength_model": 1.0}}
+        model = ["lora", 0]
+    prompt["sample"] = graphs.ksampler(model, ["latent", 0], steps=2)
+    prompt.update(graphs.capture(["sample", 0], "latent"))
+    return prompt
+
+
+def _sample(comfy, captured, prompt):
+    result = comfy.run(prompt)
+    assert result.ok, result.describe()
+    return captured["latent"]["samples"].clone()
+
+
+ALL = {"layers": "all", "granularity": "per_channel", "backend": "auto"}
+
+
+@pytest.mark.parametrize("granularity", ["per_channel", "block128"])
+@pytest.mark.parametrize("family", list(FAMILIES))
+def test_quantized_model_samples_close_to_float(comfy, tiny_models, captured, clean_load, family, granularity):
+    plain = _sample(comfy, captured, _prompt(tiny_models, family))
+    quantized = _sample(comfy, captured, _prompt(tiny_models, family, {**ALL, "granularity": granularity}))
+    assert 0 < _rel(quantized, plain) <= 3e-2
+
+
+def _write_lora(folder, name, model_state, layers, seed):
+    generator = torch.Generator().manual_seed(seed)
+    state = {}
+    for layer in layers:
+        out_features, in_features = model_state[f"{layer}.weight"].shape
+        state[f"diffusion_model.{layer}.lora_down.weight"] = torch.randn(4, in_features, generator=generator)
+        state[f"diffusion_model.{layer}.lora_up.weight"] = torch.randn(out_features, 4, generator=generator) * 0.3
+        state[f"diffusion_model.{layer}.alpha"] = torch.tensor(4.0)
+    save_file(state, str(folder / name))
+    return name
+
+
+@pytest.fixture(scope="module")
+def lora_files(comfy, tiny_models, tmp_path_factory):
+    import folder_paths
+    from safetensors.torch import load_file
+
+    folder = tmp_path_factory.mktemp("loras")
+    comfy.add_model_folder("loras", folder)
+    names = {}
+    for family, spec in FAMILIES.items():
+        model_state = load_file(folder_paths.get_full_path_or_raise("diffusion_models", tiny_models[spec["dit"]]))
+        names[family] = _write_lora(folder, f"int8_test_{family}.safetensors", model_state,
+                                    spec["lora_layers"], seed=len(family))
+    return names
+
+
+@pytest.mark.parametrize("family", list(FAMILIES))
+def test_lora_changes_quantized_model_like_float_model(comfy, tiny_models, captured, lora_files, family):
+    lora = lora_files[family]
+    plain = _sample(comfy, captured, _prompt(tiny_models, family))
+    plain_lora = _sample(comfy, captured, _prompt(tiny_models, family, lora=lora))
+    quant = _sample(comfy, captured, _prompt(tiny_models, family, ALL))
+    quant_lora = _sample(comfy, captured, _prompt(tiny_models, family, ALL, lora=lora))
+    effect, quant_effect = plain_lora - plain, quant_lora - quant
+    assert _rel(plain_lora, plain) > 10 * _rel(quant, plain)  # the LoRA matters far beyond quantization
+    assert _rel(quant_effect, effect) <= 0.1
+    assert _rel(quant_lora, plain_lora) <= 3e-2
+
+
+def _load_float(tiny_models, name):
+    import comfy.sd
+    import folder_paths
+
+    return comfy.sd.load_diffusion_model(folder_paths.get_full_path_or_raise("diffusion_models", tiny_models[name]))
+
+
+def _wan_forward(patcher, seed=3):
+    """One denoiser call of the Wan model, loaded the way ComfyUI loads it for sampling."""
+    generator = torch.Generator().manual_seed(seed)
+    x = torch.randn(1, 16, 2, 8, 8, generator=generator)
+    context = torch.randn(1, 8, 4096, generator=generator)
+    with torch.inference_mode():
+        return patcher.model.apply_model(x, torch.tensor([0.6]), c_crossattn=context).float()
+
+
+def _int8_layers(patcher, module):
+    return [m for m in patcher.model.diffusion_model.modules() if isinstance(m, module.Int8Linear)]
+
+
+def _lowvram_forward(patcher, module):
+    """Forward with ModelPatcher's lowvram load: every layer casts its weights per call."""
+    import comfy.model_management
+
+    comfy.model_management.unload_all_models()
+    patcher.patch_model(lowvram_model_memory=1)
+    try:
+        layers = _int8_layers(patcher, module)
+        assert layers and all(layer.comfy_cast_weights for layer in layers)
+        return _wan_forward(patcher), layers
+    finally:
+        patcher.unpatch_model()
+
+
+def test_lowvram_offload_with_lora(comfy, tiny_models):
+    module = _pack(comfy, "patches.int8_linear")
+    quantized = module.quantize_model(_load_float(tiny_models, "wan_dit"), "all", "per_channel")
+    full = _wan_forward_full(quantized)
+    low, _ = _lowvram_forward(quantized, module)
+    assert _rel(low, full) <= 3e-2  # float activations there: only the activation rounding differs
+
+    lora = quantized.clone()
+    key = "diffusion_model.blocks.0.ffn.0.weight"
+    generator = torch.Generator().manual_seed(11)
+    out_features, in_features = lora.model.state_dict()[key].shape
+    delta = torch.randn(out_features, 4, generator=generator) @ torch.randn(4, in_features, generator=generator)
+    lora.add_patches({key: ("diff", (delta * 0.3,))}, 1.0)
+    full_lora = _wan_forward_full(lora)
+    low_lora, layers = _lowvram_forward(lora, module)
+    assert _rel(full_lora, full) > 0.1
+    assert _rel(low_lora - low, full_lora - full) <= 0.1
+    assert not any(layer.comfy_cast_weights or layer.weight_function for layer in layers)  # restored
+
+
+def _wan_forward_full(patcher):
+    import comfy.model_management
+
+    comfy.model_management.load_models_gpu([patcher], force_full_load=True)
+    return _wan_forward(patcher)
+
+
+def test_save_then_load_round_trips(comfy, tiny_models, captured, clean_load):
+    import folder_paths
+
+    quantize = {**ALL, "granularity": "block128"}
+    prompt = _prompt(tiny_models, "ltxv", quantize)
+    prompt["save"] = {"class_type": "TurboSaveQuantized",
+                      "inputs": {"model": ["quant", 0], "filename_prefix": "int8_roundtrip/ltxv"}}
+    expected = _sample(comfy, captured, prompt)
+    folder = pathlib.Path(folder_paths.get_output_directory()) / "int8_roundtrip"
+    saved = sorted(folder.glob("ltxv_*.safetensors"))
+    assert len(saved) >= 1
+    comfy.add_model_folder("diffusion_models", folder)
+    loader = {"class_type": "TurboLoadQuantized", "inputs": {"unet_name": saved[-1].name}}
+    loaded = _sample(comfy, captured, _prompt(tiny_models, "ltxv", loader=loader))
+    assert _rel(loaded, expected) <= 1e-5
+    from safetensors import safe_open
+
+    with safe_open(str(saved[-1]), "pt") as file:
+        assert file.metadata()["turbovideo_format"] == "int8_w8a8"
+        assert file.get_tensor("transformer_blocks.0.ff.net.2.weight").dtype == torch.int8
+        assert file.get_tensor("transformer_blocks.0.ff.net.2.weight_scale").shape == (1, 2)
+
+
+def _turbodiffusion_quant(state: dict) -> dict:
+    """The tiny Wan DiT as TurboDiffusion's -quant file would hold it: block Linears as int8 + scale
+    (amax / 128 per 128x128 block, saturating at 127) + bf16 bias; everything else as it was."""
+    linears = {k[: -len(".weight")] for k, v in state.items()
+               if k.startswith("blocks.") and k.endswith(".weight") and v.dim() == 2}
+    out = {k: v for k, v in state.items() if k.rsplit(".", 1)[0] not in linears}
+    for prefix in linears:
+        weight = state[prefix + ".weight"].double()
+        rows, cols = weight.shape
+        padded = torch.nn.functional.pad(weight.abs(), (0, -cols % 128, 0, -rows % 128))
+        scale = padded.view(padded.shape[0] // 128, 128, -1, 128).amax(dim=(1, 3)) / 128
+        full = scale.repeat_interleave(128, 0)[:rows].repeat_interleave(128, 1)[:, :cols]
+        out[prefix + ".int8_weight"] = torch.round(weight / full).clamp(-128, 127).to(torch.int8)
+        out[prefix + ".scale"] = scale.float()
+        out[prefix + ".bias"] = state[prefix + ".bias"].bfloat16()
+    return out
+
+
+def test_turbodiffusion_quant_layout_loads_into_int8_layers(comfy, tiny_models, clean_load):
+    import folder_paths
+    from safetensors.torch import load_file
+
+    module = _pack(comfy, "patches.int8_linear")
+    state = load_file(folder_paths.get_full_path_or_raise("diffusion_models", tiny_models["wan_dit"]))
+    quant = _turbodiffusion_quant(state)
+    loaded = module.load_quantized(dict(quant), torch.float32)
+    layers = dict((name, m) for name, m in loaded.model.diffusion_model.named_modules()
+                  if isinstance(m, module.Int8Linear) and m.is_int8)
+    assert sorted(layers) == sorted(k[: -len(".int8_weight")] for k in quant if k.endswith(".int8_weight"))
+    for name, layer in layers.items():
+        assert torch.equal(layer.weight, quant[name + ".int8_weight"])
+        assert torch.equal(layer.weight_scale, quant[name + ".scale"])
+        assert torch.equal(layer.bias.bfloat16(), quant[name + ".bias"])
+    assert _rel(_wan_forward_full(loaded), _wan_forward_full(_load_float(tiny_models, "wan_dit"))) <= 3e-2
+
+
+def test_set_weight_scale_follows_the_weight_through_restore(comfy):
+    module = _pack(comfy, "patches.int8_linear")
+    generator = torch.Generator().manual_seed(5)
+    linear = torch.nn.Linear(200, 70)
+    layer = module.Int8Linear.from_linear(linear, "per_channel", backend="torch")
+    x = torch.randn(6, 200, generator=generator)
+    before, original = layer(x), layer.weight
+    float_weight = layer.convert_weight(layer.weight.float())
+    assert _rel(float_weight, linear.weight.detach()) <= 1e-2
+    layer.set_weight(float_weight * 3)  # as ModelPatcher does after adding a LoRA delta
+    assert _rel(layer(x) - linear.bias, 3 * (before - linear.bias)) <= 1e-2
+    layer.weight = torch.nn.Parameter(original, requires_grad=False)  # ModelPatcher's restore
+    assert torch.equal(layer(x), before)
+    layer.comfy_cast_weights = True  # lowvram: float path from the same int8 weight
+    assert _rel(layer(x), before) <= 1e-2
+
+
+def test_quantizing_twice_is_refused(comfy, tiny_models, captured):
+    prompt = _prompt(tiny_models, "wan", ALL)
+    prompt["again"] = {"class_type": "TurboQuantizeINT8", "inputs": {"model": ["quant", 0], **ALL}}
+    prompt["sample"]["inputs"]["model"] = ["again", 0]
+    result = comfy.run(prompt)
+    assert not result.ok and "already INT8" in result.describe()

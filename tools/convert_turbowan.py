@@ -1,0 +1,56 @@
+"""Converts a TurboWan .pth (TurboDiffusion release) into a pickle-free .safetensors file.
+
+Usage: `python tools/convert_turbowan.py TurboWan2.1-T2V-1.3B-480P.pth [out.safetensors]`
+The keys stay in TurboDiffusion's layout (TurboWanLoader reads both); the file is checked first, so
+a native Wan or incomplete checkpoint is refused with the same message the loader gives.
+"""
+import argparse
+import importlib.util
+import pathlib
+import sys
+
+PACK_ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+def _turbowan_module():
+    """The pack's models.turbowan, with the pack imported as a package whatever its folder is called."""
+    if "turbovideo" not in sys.modules:
+        spec = importlib.util.spec_from_file_location(
+            "turbovideo", PACK_ROOT / "__init__.py", submodule_search_locations=[str(PACK_ROOT)])
+        package = importlib.util.module_from_spec(spec)
+        sys.modules["turbovideo"] = package
+        spec.loader.exec_module(package)
+    return importlib.import_module("turbovideo.models.turbowan")
+
+
+def convert_file(source: pathlib.Path, target: pathlib.Path | None = None) -> pathlib.Path:
+    from safetensors.torch import save_file
+
+    turbowan = _turbowan_module()
+    target = target or source.with_suffix(".safetensors")
+    state_dict = turbowan.read_state_dict(source)
+    checkpoint = turbowan.convert(state_dict, source.name)
+    metadata = {"format": "turbowan", "release": checkpoint.release, "source": source.name}
+    save_file({k: v.contiguous() for k, v in state_dict.items()}, str(target), metadata=metadata)
+    return target
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("source", type=pathlib.Path, help="TurboWan .pth file")
+    parser.add_argument("target", type=pathlib.Path, nargs="?", help="output .safetensors (default: beside it)")
+    args = parser.parse_args(argv)
+    if not args.source.is_file():
+        print(f"error: {args.source} does not exist", file=sys.stderr)
+        return 2
+    try:
+        target = convert_file(args.source, args.target)
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(f"wrote {target}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
