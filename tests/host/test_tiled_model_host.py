@@ -1,0 +1,131 @@
+"""TurboTiledModel in the real ComfyUI: KSampler and SamplerCustomAdvanced drive the tiled tiny Wan and
+LTX-Video DiTs; one tile is the untiled model exactly; tiles do not change with the tile batch; the
+run stops between tiles when interrupted.
+
+The tiny DiTs attend globally, so tiled and untiled only agree loosely (the exact no-seam property is
+tested with a local denoiser in tests/unit/test_tiling.py).
+"""
+import importlib
+
+import pytest
+import torch
+
+from host import graphs
+
+pytestmark = pytest.mark.host
+
+WAN_LATENT = {"class_type": "EmptyHunyuanLatentVideo",  # 8 x 8 latent cells, 2 latent frames
+              "inputs": {"width": 64, "height": 64, "length": 5, "batch_size": 1}}
+LTX_LATENT = {"class_type": "EmptyLTXVLatentVideo",  # 8 x 8 latent cells, 5 latent frames
+              "inputs": {"width": 256, "height": 256, "length": 33, "batch_size": 1}}
+
+
+def tiled(model, tile, overlap=4, segment=0, segment_overlap=2, weights="cosine", tile_batch=1):
+    return {"class_type": "TurboTiledModel", "inputs": {
+        "model": model, "tile_size": tile, "tile_overlap": overlap, "segment_length": segment,
+        "segment_overlap": segment_overlap, "weights": weights, "tile_batch": tile_batch}}
+
+
+def wan_prompt(tiny_models, tiling=None, sampler="ksampler"):
+    prompt = graphs.wan_nodes(tiny_models["wan_dit"], tiny_models["wan_vae"])
+    prompt["latent"] = WAN_LATENT
+    model = ["unet", 0]
+    if tiling is not None:
+        prompt["tiled"] = tiled(model, **tiling)
+        model = ["tiled", 0]
+    if sampler == "ksampler":
+        prompt["sample"] = graphs.ksampler(model, ["latent", 0], steps=3, cfg=2.0)
+    else:
+        prompt["sigmas"] = {"class_type": "BasicScheduler",
+                            "inputs": {"model": model, "scheduler": "simple", "steps": 3, "denoise": 1.0}}
+        prompt["sampler"] = {"class_type": "KSamplerSelect", "inputs": {"sampler_name": "euler"}}
+        prompt.update(graphs.custom_sampler_nodes(model, ["latent", 0], ["sampler", 0], ["sigmas", 0]))
+    prompt.update(graphs.capture(["sample", 0], "latent"))
+    return prompt
+
+
+def ltx_prompt(tiny_models, tiling=None):
+    prompt = {"unet": {"class_type": "UNETLoader",
+                       "inputs": {"unet_name": tiny_models["ltxv_dit"], "weight_dtype": "default"}},
+              "pos": {"class_type": "TurboTestConditioning",
+                      "inputs": {"tokens": 8, "width": 4096, "seed": 0, "attention_mask": True}},
+              "latent": LTX_LATENT,
+              "sigmas": {"class_type": "LTXVScheduler", "inputs": {
+                  "steps": 3, "max_shift": 2.05, "base_shift": 0.95, "stretch": True, "terminal": 0.1,
+                  "latent": ["latent", 0]}},
+              "sampler": {"class_type": "KSamplerSelect", "inputs": {"sampler_name": "euler"}}}
+    model = ["unet", 0]
+    if tiling is not None:
+        prompt["tiled"] = tiled(model, **tiling)
+        model = ["tiled", 0]
+    prompt.update(graphs.custom_sampler_nodes(model, ["latent", 0], ["sampler", 0], ["sigmas", 0]))
+    prompt.update(graphs.capture(["sample", 0], "latent"))
+    return prompt
+
+
+def run_latent(comfy, captured, prompt):
+    captured.pop("latent", None)
+    result = comfy.run(prompt)
+    assert result.ok, result.describe()
+    latent = captured["latent"]["samples"]
+    assert torch.isfinite(latent).all() and latent.std() > 0
+    return latent
+
+
+def relative_error(a, b):
+    return float((a - b).norm() / b.norm())
+
+
+@pytest.mark.parametrize("sampler", ["ksampler", "custom"])
+def test_wan_one_tile_is_untiled_and_tiles_are_close(comfy, tiny_models, captured, sampler):
+    plain = run_latent(comfy, captured, wan_prompt(tiny_models, sampler=sampler))
+    one = run_latent(comfy, captured, wan_prompt(tiny_models, dict(tile=8), sampler=sampler))
+    assert torch.equal(one, plain)
+    four = run_latent(comfy, captured, wan_prompt(tiny_models, dict(tile=6, overlap=4), sampler=sampler))
+    assert not torch.equal(four, plain), "2 x 2 tiles must change a global model's output"
+    assert relative_error(four, plain) < 0.5
+
+
+def test_wan_tile_batch_does_not_change_the_result(comfy, tiny_models, captured):
+    base = dict(tile=6, overlap=4, weights="gaussian")
+    one = run_latent(comfy, captured, wan_prompt(tiny_models, dict(base, tile_batch=1)))
+    three = run_latent(comfy, captured, wan_prompt(tiny_models, dict(base, tile_batch=3)))
+    torch.testing.assert_close(three, one, atol=1e-5, rtol=1e-5)
+
+
+def test_ltx_tiles_and_segments_stay_close(comfy, tiny_models, captured):
+    plain = run_latent(comfy, captured, ltx_prompt(tiny_models))
+    one = run_latent(comfy, captured, ltx_prompt(tiny_models, dict(tile=8)))
+    assert torch.equal(one, plain)
+    split = run_latent(comfy, captured, ltx_prompt(tiny_models, dict(tile=6, overlap=4, segment=4,
+                                                                       segment_overlap=2, tile_batch=2)))
+    assert not torch.equal(split, plain)
+    assert relative_error(split, plain) < 0.5
+
+
+def test_interrupt_stops_between_tiles(comfy, tiny_models, captured, monkeypatch):
+    wan = importlib.import_module("comfy.ldm.wan.model")
+    management = importlib.import_module("comfy.model_management")
+    calls = []
+    forward = wan.WanModel.forward
+
+    def counting_forward(self, *args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            management.interrupt_current_processing(True)
+        return forward(self, *args, **kwargs)
+
+    monkeypatch.setattr(wan.WanModel, "forward", counting_forward)
+    try:
+        result = comfy.run(wan_prompt(tiny_models, dict(tile=6, overlap=4), sampler="custom"))
+    finally:
+        management.interrupt_current_processing(False)
+    assert not result.ok
+    assert any(event == "execution_interrupted" for event, _ in result.messages) or \
+        "interrupt" in str(result.execution_error).lower(), result.describe()
+    assert len(calls) == 2, "the second tile of the first step was the last model call"
+
+
+def test_bad_settings_name_the_input(comfy, tiny_models, captured):
+    result = comfy.run(wan_prompt(tiny_models, dict(tile=6, overlap=6)))
+    assert not result.ok and "tile_overlap" in str(result.node_errors) + str(result.error)
