@@ -1,11 +1,21 @@
 """The one ComfyExtension of the pack: every node file contributes its NODES list."""
 from comfy_api.latest import ComfyExtension
 
-from . import attention_nodes, int8_nodes, sampler_nodes, shortcut_nodes, tiled_nodes, turbowan_nodes, vae_nodes
+from . import (
+    attention_nodes,
+    int8_nodes,
+    lrhr_nodes,
+    sampler_nodes,
+    shortcut_nodes,
+    tiled_nodes,
+    turbowan_nodes,
+    vae_nodes,
+    vsr_nodes,
+)
 from .model_folders import register_adapter_folder
 
 NODE_MODULES = [sampler_nodes, shortcut_nodes, vae_nodes, int8_nodes, attention_nodes,
-                turbowan_nodes, tiled_nodes]
+                turbowan_nodes, tiled_nodes, vsr_nodes, lrhr_nodes]
 
 
 class TurboVideoExtension(ComfyExtension):

@@ -14,7 +14,8 @@ any sampler (KSampler, SamplerCustomAdvanced, the pack's samplers) drives the ti
 What is cropped per window: x; c_concat; every extra cond tensor whose last three dims equal x's
 (T, H, W) (LTX denoise_mask, concat latents). Repeated per window when tiles are batched: sigma,
 c_crossattn, other tensors whose first dim is the batch, transformer_options' sigmas /
-cond_or_uncond / uuids. Not supported: ControlNet / T2I control (computed on the whole latent
+cond_or_uncond / uuids; tensors under transformer_options[CROPPED_OPTIONS_KEY] are cropped like x.
+Not supported: ControlNet / T2I control (computed on the whole latent
 before apply_model: refused) and conds laid out per token or per latent frame only (LTX keyframe
 indices, Wan reference latents, guide frames): those pass through uncropped.
 """
@@ -29,6 +30,9 @@ import torch
 from ..samplers.tiling import Window, check_plan_inputs, plan_windows, tiled_apply
 
 WRAPPER_KEY = "turbovideo_tiled_model"
+# transformer_options entry {name: tensor laid out like x [B, C, T, H, W]}: cropped per window like x, so
+# patches inside the model (e.g. the VSR conditioner's LR latent) see their window's part
+CROPPED_OPTIONS_KEY = "turbovideo_cropped"
 APPLY_MODEL = comfy.patcher_extension.WrappersMP.APPLY_MODEL
 
 
@@ -62,13 +66,16 @@ def _expand_batch(value: torch.Tensor, batch: int) -> torch.Tensor:
     return value.expand(batch, *value.shape[1:]) if value.shape[0] == 1 and batch > 1 else value
 
 
-def _window_options(options: dict, count: int, x: torch.Tensor) -> dict:
+def _window_options(options: dict, windows: list[Window], x: torch.Tensor) -> dict:
     out = dict(options)
     for key in ("cond_or_uncond", "uuids"):
         if isinstance(out.get(key), list):
-            out[key] = out[key] * count
+            out[key] = out[key] * len(windows)
     if isinstance(out.get("sigmas"), torch.Tensor):
-        out["sigmas"] = _crop_or_repeat(out["sigmas"], x, [None] * count)
+        out["sigmas"] = _crop_or_repeat(out["sigmas"], x, windows)
+    if isinstance(out.get(CROPPED_OPTIONS_KEY), dict):
+        out[CROPPED_OPTIONS_KEY] = {name: _crop_or_repeat(value, x, windows)
+                                    for name, value in out[CROPPED_OPTIONS_KEY].items()}
     return out
 
 
@@ -89,7 +96,7 @@ def _tiled_wrapper(settings: TilingSettings):
         def run(crops: torch.Tensor, group: list[Window]) -> torch.Tensor:
             per = lambda value: _crop_or_repeat(value, x, group)
             return executor(crops, per(t), per(c_concat), per(c_crossattn), None,
-                            _window_options(transformer_options, len(group), x),
+                            _window_options(transformer_options, group, x),
                             **{name: per(value) for name, value in kwargs.items()})
 
         def between(done: int, total: int) -> None:

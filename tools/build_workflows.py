@@ -138,6 +138,47 @@ def ltxv_long_streaming(info) -> Workflow:
     return w
 
 
+FUSION_ADAPTER = "ltxv_2b_fusion_blocks.safetensors"  # trained with training/ (docs/lrhr.md)
+TRAINING_FREE_LRHR = "none (training-free latent guidance)"
+DISTILLED_LR_SIGMAS = "1.0, 0.9937, 0.9875, 0.9812, 0.975, 0.9094, 0.725, 0.4219, 0.0"
+DISTILLED_HR_SIGMAS = "0.9094, 0.725, 0.4219, 0.0"
+
+
+def ltxv_lr_to_hr(info, adapter: str) -> Workflow:
+    """Turbo2K's two stages in one node: LR pass, its final-step features (or latent) guide the 2x HR pass."""
+    w = Workflow(info)
+    ckpt, cond, lr_latent = ltxv_text_to_video_front(w, width=640, height=352, frames=121)
+    sampler = w.add("KSamplerSelect", sampler_name="euler")
+    lr_sigmas = w.add("ManualSigmas", title="LR sigmas", sigmas=DISTILLED_LR_SIGMAS)
+    hr_sigmas = w.add("ManualSigmas", title="HR sigmas", sigmas=DISTILLED_HR_SIGMAS)
+    lrhr = w.add("TurboLRHRSampler", model=(ckpt, 0), positive=(cond, 0), negative=(cond, 1), cfg=1.0,
+                 sampler=(sampler, 0), lr_sigmas=(lr_sigmas, 0), hr_sigmas=(hr_sigmas, 0), lr_latent=(lr_latent, 0),
+                 noise_seed=42, adapter=adapter, strength=1.0, scale=2.0)
+    stream_decode_and_save(w, (ckpt, 2), (lrhr, 0), "turbo2k_lr_to_hr", 25.0)
+    return w
+
+
+VSR_CONDITIONER = "ltxv_2b_vsr_conditioner.safetensors"  # trained with training/ (docs/vsr.md)
+TRAINING_FREE_VSR = "none (training-free SDEdit)"
+
+
+def ltxv_vsr(info, conditioner: str, strength: float) -> Workflow:
+    """A low-res video upscaled 2x with LTX-Video, tiled in latent space, chunked VAE, wavelet colour fix."""
+    w = Workflow(info)
+    video = w.add("LoadVideo", title="Low-resolution video", file="low_res.mp4")
+    parts = w.add("GetVideoComponents", video=(video, 0))
+    ckpt = w.add("CheckpointLoaderSimple", ckpt_name=LTXV_CHECKPOINT)
+    clip = w.add("CLIPLoader", clip_name=T5_ENCODER, type="ltxv")
+    positive = w.add("CLIPTextEncode", title="Prompt", text="high quality, detailed, sharp", clip=(clip, 0))
+    upscaled = w.add("TurboVSRUpscale", model=(ckpt, 0), vae=(ckpt, 2), images=(parts, 0), scale=2.0, steps=4,
+                     strength=strength, seed=0, resize_method="lanczos", color_correction="wavelet",
+                     vsr_conditioner=conditioner, cfg=1.0, tile_size=16, tile_overlap=4, segment_length=0,
+                     segment_overlap=2, weights="cosine", tile_batch=1, positive=(positive, 0))
+    out = w.add("CreateVideo", images=(upscaled, 0), fps=24.0)
+    w.add("SaveVideo", video=(out, 0), filename_prefix="video/turbovsr", format="auto", codec="auto")
+    return w
+
+
 def wan_save_video(w: Workflow, vae, samples, prefix):
     stream_decode_and_save(w, (vae, 0), samples, prefix, WAN_FPS)
 
@@ -186,6 +227,10 @@ def turbowan_i2v(info) -> Workflow:
 
 
 WORKFLOWS = {
+    "ltxv_lr_to_hr_fusion_adapter.json": lambda info: ltxv_lr_to_hr(info, FUSION_ADAPTER),
+    "ltxv_lr_to_hr_training_free.json": lambda info: ltxv_lr_to_hr(info, TRAINING_FREE_LRHR),
+    "ltxv_vsr_upscale_training_free.json": lambda info: ltxv_vsr(info, TRAINING_FREE_VSR, 0.4),
+    "ltxv_vsr_upscale_conditioner.json": lambda info: ltxv_vsr(info, VSR_CONDITIONER, 1.0),
     "ltxv_t2v_long_streaming_decode.json": ltxv_long_streaming,
     "ltxv_t2v_int8_sage_attention.json": ltxv_int8_sage,
     "ltxv_quantize_int8_and_save.json": ltxv_quantize_and_save,

@@ -1,0 +1,41 @@
+"""Training-free LR -> HR guidance (LTX-Video multi-scale style) with ComfyUI's latent upscale model and noise."""
+from __future__ import annotations
+
+import comfy.model_management
+import comfy.sample
+import torch
+
+from ..samplers import latent_guidance as lg
+
+
+def _upsample(lr: dict, spatial_scale: float, upscale_model, vae) -> torch.Tensor:
+    if upscale_model is None:
+        return lg.upsample_latent(lr["samples"], spatial_scale)
+    if vae is None:
+        raise ValueError("vae: a latent upscale model works on un-normalised latents and needs the LTX-Video VAE "
+                         "for the statistics; connect the VAE, or disconnect upscale_model to interpolate")
+    from comfy_extras.nodes_lt_upsampler import LTXVLatentUpsampler  # core's own upsampler node logic
+
+    return LTXVLatentUpsampler().upsample_latent({"samples": lr["samples"]}, upscale_model, vae)[0]["samples"]
+
+
+def trimmed_sigmas(sigmas: torch.Tensor, start_step: int) -> torch.Tensor:
+    if start_step >= len(sigmas) - 1:
+        raise ValueError(f"start_step: {start_step} leaves no step of the {len(sigmas) - 1}-step schedule; "
+                         f"pick 0..{len(sigmas) - 2}")
+    return sigmas[start_step:].clone()
+
+
+def guide_latent(lr: dict, sigmas: torch.Tensor, seed: int, start_step: int = 0, spatial_scale: float = 2.0,
+                 adain_factor: float = 1.0, upscale_model=None, vae=None) -> tuple[dict, dict, torch.Tensor]:
+    """-> (LATENT to sample with DisableNoise, the clean guide LATENT, the HR SIGMAS from start_step)."""
+    hr_sigmas = trimmed_sigmas(sigmas, start_step)
+    sigma = float(hr_sigmas[0])
+    reference = lr["samples"]
+    upsampled = _upsample(lr, spatial_scale, upscale_model, vae).to(reference.device)
+    guide = lg.adain(upsampled, reference, adain_factor)
+    noise = comfy.sample.prepare_noise(guide, seed, lr.get("batch_index"))
+    start = lg.for_disabled_noise(lg.renoise(guide, noise, sigma), sigma)
+    device = comfy.model_management.intermediate_device()
+    base = {k: v for k, v in lr.items() if k not in ("samples", "noise_mask")}
+    return {**base, "samples": start.to(device)}, {**base, "samples": guide.to(device)}, hr_sigmas

@@ -1,0 +1,251 @@
+"""Turbo2K LR -> HR: capture LR DiT block features at the last LR step, fuse them into an HR MODEL.
+
+Capture (run_lr_pass): the LR pass runs through the GUIDER it was given, with a copy of that guider
+whose model options carry block-replace patches ("dit", "double_block", i) on the chosen LTX-Video
+blocks. A patch runs the block and, only when the call's sigma (transformer_options["sigmas"]) is the
+last step's sigma (transformer_options["sample_sigmas"][-2]: the final step goes from [-2] to [-1]),
+keeps a copy of the block's OUTPUT hidden states of the conditional batch entries. Outputs, because
+Turbo2K's multi-level features are what each block produced; and a copy, because the next LTX block
+updates its input in place. The token grid (T, H, W) comes from a DIFFUSION_MODEL wrapper that puts the
+latent's shape into transformer_options (LTX-Video patchifies with patch size 1: one token a voxel).
+
+Apply (apply_lr_features): a clone of the HR MODEL whose patches add
+strength * adapter(block, LR features) to the chosen blocks' outputs (cond and uncond entries alike),
+so any sampler drives the HR pass. Nothing is decoded or encoded between the passes.
+"""
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+
+import comfy.model_base
+import comfy.model_management
+import comfy.model_patcher
+import comfy.patcher_extension
+import comfy.sample
+import comfy.utils
+import latent_preview
+import torch
+
+from ..models.fusion_blocks import FusionAdapter
+
+GRID_KEY = "turbo_token_grid"
+APPLIED_KEY = "turbo_lr_features"
+WRAPPER_KEY = "turbovideo_lr_features"
+
+
+@dataclass
+class LRFeatures:
+    """What travels on a TURBO_LR_FEATURES socket: block index -> [B, T*h*w, width] hidden states."""
+    features: dict[int, torch.Tensor] = field(default_factory=dict)
+    grid: tuple[int, int, int] | None = None
+    sigma: float | None = None  # the sigma of the model call they were taken at (the last step's)
+    width: int = 0
+    num_blocks: int = 0
+
+
+def ltxv_diffusion_model(model, input_name: str):
+    if not isinstance(model.model, comfy.model_base.LTXV) or isinstance(model.model, getattr(
+            comfy.model_base, "LTXAV", ())):
+        raise ValueError(f"{input_name}: LR -> HR feature guidance needs an LTX-Video model, got "
+                         f"{type(model.model).__name__}; load an LTX-Video DiT or checkpoint")
+    return model.get_model_object("diffusion_model")
+
+
+def check_blocks(blocks, num_blocks: int, input_name: str) -> list[int]:
+    blocks = [int(b) for b in blocks]
+    if not blocks or len(set(blocks)) != len(blocks) or min(blocks) < 0 or max(blocks) >= num_blocks:
+        raise ValueError(f"{input_name}: blocks {blocks} must be distinct indices 0..{num_blocks - 1} (this "
+                         f"LTX-Video model has {num_blocks} blocks; Turbo2K's 0, 7, 14, 21 need 28)")
+    return blocks
+
+
+def _grid_wrapper(executor, *args, **kwargs):
+    # LTXBaseModel.forward's executor: (x, timestep, context, attention_mask, frame_rate, transformer_options, ...)
+    x = args[0]
+    if not torch.is_tensor(x) or x.ndim != 5:
+        raise ValueError("LR -> HR feature guidance needs a single video latent [B, C, T, H, W]")
+    options = dict(args[5] if len(args) > 5 else kwargs.get("transformer_options", {}))
+    options[GRID_KEY] = tuple(int(s) for s in x.shape[2:])
+    if len(args) > 5:
+        args = args[:5] + (options,) + args[6:]
+    else:
+        kwargs["transformer_options"] = options
+    return executor(*args, **kwargs)
+
+
+def _run_block(previous, args, extra):
+    return previous(args, extra) if previous is not None else extra["original_block"](args)
+
+
+def _grid_tokens(img: torch.Tensor, options: dict) -> tuple[int, int, int]:
+    grid = options.get(GRID_KEY)
+    if grid is None or grid[0] * grid[1] * grid[2] != img.shape[1]:
+        raise ValueError(f"LR -> HR feature guidance: {img.shape[1]} tokens do not fill the latent grid {grid}; "
+                         "keyframe guides (LTXVAddGuide) that drop tokens are not supported here")
+    return grid
+
+
+def _is_last_step(options: dict) -> tuple[bool, float]:
+    sigmas, schedule = options.get("sigmas"), options.get("sample_sigmas")
+    if sigmas is None or schedule is None or len(schedule) < 2:
+        return False, 0.0
+    sigma = float(sigmas.reshape(-1)[0])
+    last = float(schedule[-2])
+    return abs(sigma - last) <= 1e-5 * max(1.0, abs(last)), sigma
+
+
+def _capture_patch(store: LRFeatures, block: int, previous):
+    def patch(args, extra):
+        out = _run_block(previous, args, extra)
+        options = args["transformer_options"]
+        last, sigma = _is_last_step(options)
+        order = list(options.get("cond_or_uncond", [0]))
+        if last and 0 in order:
+            img = out["img"]
+            chunk = img.shape[0] // len(order)
+            start = order.index(0) * chunk
+            device = comfy.model_management.intermediate_device()
+            store.features[block] = img[start:start + chunk].detach().to(device, copy=True)
+            store.grid, store.sigma = _grid_tokens(img, options), sigma
+        return out
+
+    return patch
+
+
+def capturing_guider(guider, blocks, store: LRFeatures):
+    """A copy of `guider` whose model keeps the chosen blocks' outputs at the last step in `store`."""
+    model = guider.model_patcher
+    diffusion_model = ltxv_diffusion_model(model, "guider")
+    store.num_blocks = len(diffusion_model.transformer_blocks)
+    store.width = int(diffusion_model.inner_dim)
+    blocks = check_blocks(blocks, store.num_blocks, "blocks")
+    patched = copy.copy(guider)
+    patched.model_patcher = model.clone()
+    patched.model_patcher.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.DIFFUSION_MODEL, WRAPPER_KEY,
+                                               _grid_wrapper)
+    options = comfy.model_patcher.create_model_options_clone(guider.model_options)
+    replace = options.setdefault("transformer_options", {}).get("patches_replace", {}).get("dit", {})
+    for block in blocks:
+        patch = _capture_patch(store, block, replace.get(("double_block", block)))
+        comfy.model_patcher.set_model_options_patch_replace(options, patch, "dit", "double_block", block)
+    patched.model_options = options
+    return patched
+
+
+def run_lr_pass(noise, guider, sampler, sigmas, latent: dict, blocks) -> tuple[dict, LRFeatures]:
+    """Samples the LR latent as SamplerCustomAdvanced does and returns (latent, captured features)."""
+    store = LRFeatures()
+    result = _sample(capturing_guider(guider, blocks, store), noise, sampler, sigmas, latent)
+    missing = sorted(set(check_blocks(blocks, store.num_blocks, "blocks")) - set(store.features))
+    if missing:
+        raise ValueError(f"sampler: no model call ran at the last step's sigma {float(sigmas[-2]):.6g}, so LR "
+                         f"features of blocks {missing} were not captured; use a sampler that evaluates the "
+                         "model at every scheduled sigma (euler, res_multistep, dpmpp_2m, ...)")
+    return result, store
+
+
+class _ApplyState:
+    def __init__(self, adapter: FusionAdapter, features: LRFeatures, strength: float):
+        self.adapter, self.features, self.strength = adapter, features, strength
+        self.cache: dict = {}  # device -> (adapter, {block: tokens}) for one sampling run
+
+    def on(self, device):
+        if device not in self.cache:
+            lr = {b: t.to(device) for b, t in self.features.features.items()}
+            self.cache[device] = (copy.deepcopy(self.adapter).to(device), lr)
+        return self.cache[device]
+
+    def outer_sample(self, executor, *args, **kwargs):
+        try:
+            return executor(*args, **kwargs)
+        finally:
+            self.cache.clear()
+
+
+def _fusion_patch(state: _ApplyState, hr_block: int, lr_block: int, previous):
+    def patch(args, extra):
+        out = _run_block(previous, args, extra)
+        img = out["img"]
+        adapter, lr = state.on(img.device)
+        tokens = lr[lr_block]
+        addend = adapter(hr_block, tokens, state.features.grid, _grid_tokens(img, args["transformer_options"]))
+        if img.shape[0] % addend.shape[0]:
+            raise ValueError(f"lr_features: batch {addend.shape[0]} of the LR pass does not divide the HR "
+                             f"batch {img.shape[0]}; use the same batch size for both passes")
+        addend = addend.to(img.dtype).repeat(img.shape[0] // addend.shape[0], 1, 1)
+        return {**out, "img": img + state.strength * addend}
+
+    return patch
+
+
+def check_fits(model, features: LRFeatures, adapter: FusionAdapter, file_name: str):
+    diffusion_model = ltxv_diffusion_model(model, "model")
+    width = int(diffusion_model.inner_dim)
+    if adapter.hr_width != width or adapter.lr_width != features.width:
+        raise ValueError(f"adapter: {file_name} fuses width {adapter.lr_width} LR features into width "
+                         f"{adapter.hr_width} HR blocks, but the LR model has width {features.width} and the HR "
+                         f"model width {width}; pick an adapter made for these models")
+    adapter.check_blocks(len(diffusion_model.transformer_blocks), features.num_blocks, f"adapter ({file_name})")
+    missing = sorted(set(adapter.lr_blocks) - set(features.features))
+    if missing:
+        raise ValueError(f"lr_features: the adapter needs LR blocks {adapter.lr_blocks} but blocks {missing} were "
+                         f"not captured (TurboLRPass captured {sorted(features.features)}); set its blocks to "
+                         f"{', '.join(map(str, adapter.lr_blocks))}")
+    if APPLIED_KEY in model.model_options.get("transformer_options", {}):
+        raise ValueError("model: already carries LR features (TurboApplyLRFeatures); connect the MODEL from "
+                         "the loader instead of chaining a second one")
+
+
+def apply_lr_features(model, features: LRFeatures, adapter: FusionAdapter, strength: float, file_name: str):
+    """A clone of the HR `model` that adds strength * fusion(LR features) to the adapter's HR blocks."""
+    check_fits(model, features, adapter, file_name)
+    patched = model.clone()
+    state = _ApplyState(adapter, features, float(strength))
+    replace = patched.model_options.get("transformer_options", {}).get("patches_replace", {}).get("dit", {})
+    for hr_block, lr_block in zip(adapter.hr_blocks, adapter.lr_blocks):
+        patch = _fusion_patch(state, hr_block, lr_block, replace.get(("double_block", hr_block)))
+        patched.set_model_patch_replace(patch, "dit", "double_block", hr_block)
+    patched.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.DIFFUSION_MODEL, WRAPPER_KEY, _grid_wrapper)
+    patched.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.OUTER_SAMPLE, WRAPPER_KEY, state.outer_sample)
+    patched.model_options["transformer_options"][APPLIED_KEY] = {"file": file_name, "sigma": features.sigma}
+    return patched
+
+
+def _cfg_guider(model, positive, negative, cfg):
+    import comfy.samplers
+
+    guider = comfy.samplers.CFGGuider(model)
+    guider.set_conds(positive, negative)
+    guider.set_cfg(cfg)
+    return guider
+
+
+def _sample(guider, noise, sampler, sigmas, latent: dict) -> dict:
+    samples = comfy.sample.fix_empty_latent_channels(guider.model_patcher, latent["samples"])
+    callback = latent_preview.prepare_callback(guider.model_patcher, sigmas.shape[-1] - 1, {})
+    out = guider.sample(noise.generate_noise({**latent, "samples": samples}), samples, sampler, sigmas,
+                        denoise_mask=latent.get("noise_mask"), callback=callback,
+                        disable_pbar=not comfy.utils.PROGRESS_BAR_ENABLED, seed=noise.seed)
+    return {**latent, "samples": out.to(comfy.model_management.intermediate_device())}
+
+
+def lrhr_sample(model, positive, negative, cfg, sampler, lr_sigmas, hr_sigmas, lr_latent: dict, seed: int,
+                adapter: FusionAdapter | None, file_name: str, strength: float, spatial_scale: float):
+    """LR pass -> HR pass in one call: fusion adapter when given, else training-free latent guidance."""
+    from comfy_extras.nodes_custom_sampler import Noise_EmptyNoise, Noise_RandomNoise
+
+    from .latent_guidance import guide_latent
+
+    noise = Noise_RandomNoise(seed)
+    lr_guider = _cfg_guider(model, positive, negative, cfg)
+    if adapter is None:
+        lr_out = _sample(lr_guider, noise, sampler, lr_sigmas, lr_latent)
+        start, _, sigmas = guide_latent(lr_out, hr_sigmas, seed, 0, spatial_scale)
+        return _sample(lr_guider, Noise_EmptyNoise(), sampler, sigmas, start), lr_out
+    lr_out, features = run_lr_pass(noise, lr_guider, sampler, lr_sigmas, lr_latent, adapter.lr_blocks)
+    hr_model = apply_lr_features(model, features, adapter, strength, file_name)
+    b, c, t, h, w = lr_out["samples"].shape
+    size = (b, c, t, round(h * spatial_scale), round(w * spatial_scale))
+    hr_latent = {"samples": torch.zeros(size, device=comfy.model_management.intermediate_device())}
+    return _sample(_cfg_guider(hr_model, positive, negative, cfg), noise, sampler, hr_sigmas, hr_latent), lr_out

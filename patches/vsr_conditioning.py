@@ -1,0 +1,75 @@
+"""The VSR conditioner (models/vsr_conditioner.py) on an LTX-Video MODEL clone, after DiT block 0.
+
+A `dit` / (`double_block`, 0) block replace runs block 0 unchanged and adds the conditioned LR latent
+to its output. The LR latent rides in transformer_options[CROPPED_OPTIONS_KEY], laid out like the
+sampler's x [B, 128, T, H, W] (in the model's latent space, i.e. after latent_format.process_in), so
+TurboTiledModel crops it per window exactly as it crops x; untiled, the whole latent is used.
+"""
+from __future__ import annotations
+
+import torch
+
+from ..models.vsr_conditioner import VSRConditioner, latent_tokens
+from .tiled_model import CROPPED_OPTIONS_KEY
+
+LR_LATENT = "vsr_lr_latent"
+PATCH_KEY = "turbovideo_vsr_conditioner"
+
+
+def _block_patch(conditioner: VSRConditioner):
+    copies: dict = {}
+
+    def on(device, dtype) -> VSRConditioner:
+        key = (device, dtype)
+        if key not in copies:
+            copies.clear()
+            copies[key] = VSRConditioner(conditioner.width, conditioner.latent_channels, device=device,
+                                         dtype=dtype).requires_grad_(False)
+            copies[key].load_state_dict(conditioner.state_dict())
+        return copies[key]
+
+    def patch(args: dict, extra: dict) -> dict:
+        out = extra["original_block"](args)
+        hidden = out["img"]
+        lr = args["transformer_options"].get(CROPPED_OPTIONS_KEY, {}).get(LR_LATENT)
+        if lr is None:
+            return out
+        tokens = latent_tokens(lr.to(device=hidden.device, dtype=hidden.dtype))
+        if tokens.shape[0] == 1 and hidden.shape[0] > 1:
+            tokens = tokens.expand(hidden.shape[0], -1, -1)
+        if tokens.shape[:2] != hidden.shape[:2]:
+            raise ValueError(f"vsr_conditioner: the LR latent gives {tuple(tokens.shape[:2])} (batch, tokens) but "
+                             f"the model has {tuple(hidden.shape[:2])}; keyframe/guide conditioning that adds "
+                             "tokens cannot be combined with the VSR conditioner")
+        return {**out, "img": on(hidden.device, hidden.dtype)(hidden, tokens)}
+
+    return patch
+
+
+def _check_model(model, conditioner: VSRConditioner) -> None:
+    diffusion_model = model.model.diffusion_model
+    blocks = getattr(diffusion_model, "transformer_blocks", None)
+    projection = getattr(diffusion_model, "patchify_proj", None)
+    if blocks is None or projection is None or len(blocks) < 1:
+        raise ValueError("model: the VSR conditioner needs an LTX-Video DiT (transformer_blocks, patchify_proj)")
+    width = projection.weight.shape[0]
+    if width != conditioner.width:
+        raise ValueError(f"vsr_conditioner: made for model width {conditioner.width}, but this model's width is "
+                         f"{width}; pick the conditioner trained for this checkpoint")
+
+
+def apply_vsr_conditioner(model, conditioner: VSRConditioner, lr_latent: torch.Tensor):
+    """A clone of `model` whose block 0 output is conditioned on `lr_latent` (raw VAE latent [B, C, T, H, W])."""
+    _check_model(model, conditioner)
+    if lr_latent.ndim != 5 or lr_latent.shape[1] != conditioner.latent_channels:
+        raise ValueError(f"vsr_conditioner: the LR latent must be [B, {conditioner.latent_channels}, T, H, W], "
+                         f"got {tuple(lr_latent.shape)}")
+    patched = model.clone()
+    options = patched.model_options.setdefault("transformer_options", {})
+    if PATCH_KEY in options:
+        raise ValueError("model: already has a VSR conditioner; connect the MODEL from before it")
+    options[PATCH_KEY] = True
+    processed = patched.model.latent_format.process_in(lr_latent.float())
+    options[CROPPED_OPTIONS_KEY] = {**options.get(CROPPED_OPTIONS_KEY, {}), LR_LATENT: processed}
+    patched.set_model_patch_replace(_block_patch(conditioner), "dit", "double_block", 0)
+    return patched

@@ -1,0 +1,211 @@
+"""Turbo2K LR -> HR in the real ComfyUI on the tiny LTX-Video DiT (2 blocks, width 64, blocks [0, 1]).
+
+Graph: TurboLRPass (CFGGuider, euler) -> TurboApplyLRFeatures -> CFGGuider -> SamplerCustomAdvanced at 2x,
+and the training-free TurboLRLatentGuidance -> SamplerCustomAdvanced with DisableNoise.
+"""
+import importlib
+
+import pytest
+import torch
+from turbovideo.models.fusion_blocks import FusionAdapter, save_fusion_adapter
+
+from host import graphs
+
+pytestmark = pytest.mark.host
+
+LR_SIZE, HR_SIZE, FRAMES, CFG = 64, 128, 9, 2.0  # latents [1, 128, 2, 2, 2] and [1, 128, 2, 4, 4]
+
+
+def _random(adapter, seed):
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for parameter in adapter.parameters():
+            parameter.copy_(torch.randn(parameter.shape, generator=generator) * 0.5)
+    return adapter
+
+
+@pytest.fixture(scope="module")
+def adapters(comfy, tiny_models, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("lrhr_adapters")
+    files = {"zero": FusionAdapter(64, 64, [0, 1], num_blocks=2, mlp_ratio=1.0),
+             "random": _random(FusionAdapter(64, 64, [0, 1], num_blocks=2, mlp_ratio=1.0), seed=3),
+             "wide": FusionAdapter(64, 128, [0, 1], num_blocks=2),
+             "turbo2k": FusionAdapter(64, 64, [0, 7, 14, 21], num_blocks=28)}
+    for name, adapter in files.items():
+        save_fusion_adapter(folder / f"lrhr_{name}.safetensors", adapter)
+    comfy.add_model_folder("turbovideo", folder)
+    return {name: f"lrhr_{name}.safetensors" for name in files}
+
+
+def base_nodes(model_loader, seed=7):
+    return {
+        "unet": model_loader,
+        "pos": {"class_type": "TurboTestConditioning",
+                "inputs": {"tokens": 8, "width": 4096, "seed": 0, "attention_mask": True}},
+        "neg": {"class_type": "TurboTestConditioning",
+                "inputs": {"tokens": 8, "width": 4096, "seed": 1, "attention_mask": True}},
+        "lr_latent": {"class_type": "EmptyLTXVLatentVideo",
+                      "inputs": {"width": LR_SIZE, "height": LR_SIZE, "length": FRAMES, "batch_size": 1}},
+        "hr_latent": {"class_type": "EmptyLTXVLatentVideo",
+                      "inputs": {"width": HR_SIZE, "height": HR_SIZE, "length": FRAMES, "batch_size": 1}},
+        "sampler": {"class_type": "KSamplerSelect", "inputs": {"sampler_name": "euler"}},
+        "sigmas": {"class_type": "BasicScheduler",
+                   "inputs": {"model": ["unet", 0], "scheduler": "simple", "steps": 3, "denoise": 1.0}},
+        "noise": {"class_type": "RandomNoise", "inputs": {"noise_seed": seed}},
+        "lr_guider": guider(["unet", 0]),
+        "lr_pass": {"class_type": "TurboLRPass", "inputs": {
+            "noise": ["noise", 0], "guider": ["lr_guider", 0], "sampler": ["sampler", 0], "sigmas": ["sigmas", 0],
+            "latent_image": ["lr_latent", 0], "blocks": "0, 1"}},
+    }
+
+
+def guider(model):
+    return {"class_type": "CFGGuider", "inputs": {"model": model, "positive": ["pos", 0], "negative": ["neg", 0],
+                                                  "cfg": CFG}}
+
+
+def dit_loader(tiny_models):
+    return {"class_type": "UNETLoader", "inputs": {"unet_name": tiny_models["ltxv_dit"], "weight_dtype": "default"}}
+
+
+def hr_prompt(tiny_models, adapter=None, model_loader=None):
+    prompt = base_nodes(model_loader or dit_loader(tiny_models))
+    model = ["unet", 0]
+    if adapter is not None:
+        prompt["apply"] = {"class_type": "TurboApplyLRFeatures", "inputs": {
+            "model": model, "lr_features": ["lr_pass", 1], "adapter": adapter, "strength": 1.0}}
+        model = ["apply", 0]
+    prompt["hr_guider"] = guider(model)
+    prompt["hr"] = {"class_type": "SamplerCustomAdvanced", "inputs": {
+        "noise": ["noise", 0], "guider": ["hr_guider", 0], "sampler": ["sampler", 0], "sigmas": ["sigmas", 0],
+        "latent_image": ["hr_latent", 0]}}
+    prompt.update(graphs.capture(["hr", 0], "hr"))
+    return prompt
+
+
+def run(comfy, captured, prompt, key="hr"):
+    captured.clear()
+    result = comfy.run(prompt)
+    assert result.ok, result.describe()
+    latent = captured[key]["samples"]
+    assert torch.isfinite(latent).all() and latent.std() > 0
+    return latent
+
+
+def test_lrhr_zero_adapter_is_plain_hr_sampling_and_random_adapter_is_not(comfy, tiny_models, captured, adapters):
+    plain = run(comfy, captured, hr_prompt(tiny_models))
+    assert plain.shape == (1, 128, 2, 4, 4)
+    zero = run(comfy, captured, hr_prompt(tiny_models, adapters["zero"]))
+    torch.testing.assert_close(zero, plain, rtol=0, atol=1e-6)
+    guided = run(comfy, captured, hr_prompt(tiny_models, adapters["random"]))
+    assert float((guided - plain).norm() / plain.norm()) > 1e-2
+
+
+@pytest.fixture
+def block_outputs(comfy, monkeypatch):
+    """Every LTX block output with the call's sigma and cond/uncond order, in call order."""
+    ltx_model = importlib.import_module("comfy.ldm.lightricks.model")
+    seen = []
+    forward = ltx_model.BasicTransformerBlock.forward
+
+    def recording(self, x, *args, transformer_options, **kwargs):
+        out = forward(self, x, *args, transformer_options=transformer_options, **kwargs)
+        seen.append((float(transformer_options["sigmas"][0]), list(transformer_options["cond_or_uncond"]),
+                     out.detach().clone()))
+        return out
+
+    monkeypatch.setattr(ltx_model.BasicTransformerBlock, "forward", recording)
+    return seen
+
+
+def test_lrhr_features_come_from_the_final_lr_step(comfy, tiny_models, captured, adapters, block_outputs):
+    prompt = base_nodes(dit_loader(tiny_models))
+    prompt.update(graphs.capture(["lr_pass", 1], "features"))
+    prompt.update(graphs.capture(["sigmas", 0], "sigmas"))
+    run(comfy, captured, {**prompt, **graphs.capture(["lr_pass", 0], "lr")}, key="lr")
+    features, sigmas = captured["features"], captured["sigmas"]
+    assert features.grid == (2, 2, 2) and (features.width, features.num_blocks) == (64, 2)
+    assert sorted(features.features) == [0, 1]
+    assert features.sigma == pytest.approx(float(sigmas[-2])) and float(sigmas[-2]) > 0
+    last_sigma, order, _ = block_outputs[-1]
+    assert last_sigma == pytest.approx(float(sigmas[-2]))
+    for block, (_, _, out) in zip((0, 1), block_outputs[-2:]):
+        chunk = out.shape[0] // len(order)
+        cond = out[order.index(0) * chunk:(order.index(0) + 1) * chunk]
+        assert features.features[block].shape == (1, 8, 64)
+        torch.testing.assert_close(features.features[block], cond, rtol=0, atol=0)
+    earlier = [out for sigma, _, out in block_outputs if sigma != last_sigma]
+    assert earlier and all(not torch.allclose(out[:1], features.features[1]) for out in earlier[1::2])
+
+
+def test_lrhr_no_vae_work_between_the_passes(comfy, tiny_models, captured, adapters, monkeypatch):
+    vae_class = importlib.import_module("comfy.sd").VAE
+    calls = []
+    for name in ("encode", "decode", "encode_tiled", "decode_tiled"):
+        original = getattr(vae_class, name)
+        monkeypatch.setattr(vae_class, name, lambda self, *a, _n=name, _f=original, **k: (calls.append(_n),
+                                                                                             _f(self, *a, **k))[1])
+    loader = {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": tiny_models["ltxv_checkpoint"]}}
+    prompt = hr_prompt(tiny_models, adapters["random"], model_loader=loader)
+    prompt["decode"] = {"class_type": "VAEDecode", "inputs": {"samples": ["hr", 0], "vae": ["unet", 2]}}
+    prompt.update(graphs.capture(["decode", 0], "images"))
+    run(comfy, captured, prompt)
+    assert calls == ["decode"], f"only the final HR decode may touch the VAE, saw {calls}"
+    assert captured["images"].shape == (FRAMES, HR_SIZE, HR_SIZE, 3)  # VAEDecode flattens batch x frames
+
+
+def training_free_prompt(tiny_models, seed=11):
+    prompt = base_nodes(dit_loader(tiny_models))
+    prompt["hr_sigmas"] = {"class_type": "ManualSigmas", "inputs": {"sigmas": "1.0, 0.9094, 0.725, 0.4219, 0.0"}}
+    prompt["guide"] = {"class_type": "TurboLRLatentGuidance", "inputs": {
+        "lr_latent": ["lr_pass", 0], "sigmas": ["hr_sigmas", 0], "noise_seed": seed, "start_step": 1,
+        "scale": 2.0, "adain_factor": 1.0}}
+    prompt["hr_guider"] = guider(["unet", 0])
+    prompt["no_noise"] = {"class_type": "DisableNoise", "inputs": {}}
+    prompt["hr"] = {"class_type": "SamplerCustomAdvanced", "inputs": {
+        "noise": ["no_noise", 0], "guider": ["hr_guider", 0], "sampler": ["sampler", 0], "sigmas": ["guide", 2],
+        "latent_image": ["guide", 0]}}
+    prompt.update(graphs.capture(["hr", 0], "hr"))
+    return prompt
+
+
+def test_lrhr_training_free_mode_is_the_sampler_renoising_the_guide(comfy, tiny_models, captured, adapters):
+    prompt = training_free_prompt(tiny_models)
+    prompt.update(graphs.capture(["guide", 2], "sigmas"))
+    hr = run(comfy, captured, prompt)
+    assert hr.shape == (1, 128, 2, 4, 4)
+    assert captured["sigmas"].tolist() == pytest.approx([0.9094, 0.725, 0.4219, 0.0])
+    # The same start reached the ComfyUI way: the clean guide latent noised by RandomNoise(seed) in the sampler.
+    prompt["seeded"] = {"class_type": "RandomNoise", "inputs": {"noise_seed": 11}}
+    prompt["hr"]["inputs"].update(noise=["seeded", 0], latent_image=["guide", 1])
+    torch.testing.assert_close(run(comfy, captured, prompt), hr, rtol=1e-5, atol=1e-5)
+
+
+def test_lrhr_sampler_node_equals_the_building_blocks(comfy, tiny_models, captured, adapters):
+    expected = run(comfy, captured, hr_prompt(tiny_models, adapters["random"]))
+    prompt = base_nodes(dit_loader(tiny_models))
+    prompt["lrhr"] = {"class_type": "TurboLRHRSampler", "inputs": {
+        "model": ["unet", 0], "positive": ["pos", 0], "negative": ["neg", 0], "cfg": CFG, "sampler": ["sampler", 0],
+        "lr_sigmas": ["sigmas", 0], "hr_sigmas": ["sigmas", 0], "lr_latent": ["lr_latent", 0], "noise_seed": 7,
+        "adapter": adapters["random"], "strength": 1.0, "scale": 2.0}}
+    prompt.update(graphs.capture(["lrhr", 0], "hr"))
+    torch.testing.assert_close(run(comfy, captured, prompt), expected, rtol=1e-6, atol=1e-6)
+    prompt["lrhr"]["inputs"]["adapter"] = "none (training-free latent guidance)"
+    prompt["tf_sigmas"] = {"class_type": "ManualSigmas", "inputs": {"sigmas": "0.9094, 0.725, 0.4219, 0.0"}}
+    prompt["lrhr"]["inputs"]["hr_sigmas"] = ["tf_sigmas", 0]
+    assert run(comfy, captured, prompt).shape == (1, 128, 2, 4, 4)
+
+
+@pytest.mark.parametrize("case,message", [
+    ("blocks", "blocks: blocks [0, 5] must be distinct indices 0..1"),
+    ("wide", "HR model width 64"),
+    ("turbo2k", "hr_blocks [0, 7, 14, 21] need a model with more than 21 blocks, this one has 2"),
+])
+def test_lrhr_errors_name_the_input(comfy, tiny_models, captured, adapters, case, message):
+    prompt = hr_prompt(tiny_models, adapters["zero" if case == "blocks" else case])
+    if case == "blocks":
+        prompt["lr_pass"]["inputs"]["blocks"] = "0, 5"
+    captured.clear()
+    result = comfy.run(prompt)
+    assert not result.ok
+    assert message in result.execution_error["exception_message"], result.describe()
