@@ -25,6 +25,8 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 from torch import nn
 
+from .adapter_metadata import check_adapter_metadata
+
 ADAPTER_KIND = "fusion_blocks"
 FORMAT_VERSION = "1"
 KEY_PREFIX = "fusion."
@@ -145,15 +147,8 @@ def _open(path: str):
 
 
 def _adapter_from_metadata(path: str, metadata: dict | None) -> FusionAdapter:
-    metadata = metadata or {}
-    kind = metadata.get("turbovideo_adapter")
-    if kind != ADAPTER_KIND:
-        found = f"turbovideo_adapter={kind!r}" if kind else "no turbovideo_adapter metadata"
-        raise ValueError(f"{path} is not a fusion adapter ({found}); pick a file written by save_fusion_adapter "
-                         "(metadata turbovideo_adapter='fusion_blocks', docs/lrhr.md)")
-    if metadata.get("format_version") != FORMAT_VERSION:
-        raise ValueError(f"{path}: fusion adapter format_version {metadata.get('format_version')!r} is not "
-                         f"supported (this TurboVideo reads version {FORMAT_VERSION}); update TurboVideo")
+    metadata = check_adapter_metadata(path, metadata, ADAPTER_KIND, FORMAT_VERSION, "fusion adapter",
+                                      "save_fusion_adapter", "docs/lrhr.md")
     try:
         return FusionAdapter(int(metadata["lr_width"]), int(metadata["hr_width"]), json.loads(metadata["hr_blocks"]),
                              json.loads(metadata["lr_blocks"]), int(metadata["num_blocks"]),

@@ -19,6 +19,8 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 from torch import nn
 
+from .adapter_metadata import check_adapter_metadata
+
 EMBEDDING_CHANNELS = 256  # 128 frequencies, cos and sin
 MAX_PERIOD = 10000.0
 # Timestep embeddings are tuned for t in 0..1000; dt_base lives in 0..7, so it is stretched by 125
@@ -91,15 +93,8 @@ def save_step_embedder(path, embedder: StepSizeEmbedder, trained_step_sizes: Seq
 
 
 def _read_metadata(path: str, metadata: dict | None) -> tuple[int, list[float]]:
-    metadata = metadata or {}
-    kind = metadata.get("turbovideo_adapter")
-    if kind != ADAPTER_KIND:
-        found = f"turbovideo_adapter={kind!r}" if kind else "no turbovideo_adapter metadata"
-        raise ValueError(f"{path} is not a step-size adapter ({found}); pick a file written by "
-                         "save_step_embedder (metadata turbovideo_adapter='step_size_embedder', docs/adapters.md)")
-    if metadata.get("format_version") != FORMAT_VERSION:
-        raise ValueError(f"{path}: step-size adapter format_version {metadata.get('format_version')!r} is not "
-                         f"supported (this TurboVideo reads version {FORMAT_VERSION}); update TurboVideo")
+    metadata = check_adapter_metadata(path, metadata, ADAPTER_KIND, FORMAT_VERSION, "step-size adapter",
+                                      "save_step_embedder", "docs/adapters.md")
     try:
         width = int(metadata["width"])
         sizes = json.loads(metadata["trained_step_sizes"])

@@ -18,6 +18,8 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 from torch import nn
 
+from .adapter_metadata import check_adapter_metadata
+
 ADAPTER_KIND = "vsr_conditioner"
 FORMAT_VERSION = "1"
 LATENT_CHANNELS = 128
@@ -66,15 +68,8 @@ def save_vsr_conditioner(path, conditioner: VSRConditioner) -> None:
 
 
 def _read_metadata(path, metadata: dict | None) -> tuple[int, int]:
-    metadata = metadata or {}
-    kind = metadata.get("turbovideo_adapter")
-    if kind != ADAPTER_KIND:
-        found = f"turbovideo_adapter={kind!r}" if kind else "no turbovideo_adapter metadata"
-        raise ValueError(f"{path}: not a VSR conditioner ({found}); pick a file written by save_vsr_conditioner "
-                         f"(metadata turbovideo_adapter='{ADAPTER_KIND}', docs/vsr.md)")
-    if metadata.get("format_version") != FORMAT_VERSION:
-        raise ValueError(f"{path}: VSR conditioner format_version {metadata.get('format_version')!r} is not "
-                         f"supported (this TurboVideo reads version {FORMAT_VERSION}); update TurboVideo")
+    metadata = check_adapter_metadata(path, metadata, ADAPTER_KIND, FORMAT_VERSION, "VSR conditioner",
+                                      "save_vsr_conditioner", "docs/vsr.md")
     try:
         width, channels = int(metadata["width"]), int(metadata["latent_channels"])
     except (KeyError, ValueError) as error:

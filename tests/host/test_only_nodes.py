@@ -88,7 +88,36 @@ class TurboTestInterruptAfter:
         return (patched,)
 
 
+SOURCES: dict = {}
+
+
+class TurboTestImageSource:
+    """Outputs the tensor a test put in SOURCES[key] as an IMAGE."""
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"key": ("STRING", {"default": "video"})}}
+
+    RETURN_TYPES = ("IMAGE",)
+    FUNCTION = "get"
+    CATEGORY = "_for_testing"
+
+    def get(self, key):
+        return (SOURCES[key],)
+
+
+class TurboTestLatentSource(TurboTestImageSource):
+    """Outputs SOURCES[key] as a LATENT."""
+
+    RETURN_TYPES = ("LATENT",)
+
+    def get(self, key):
+        return ({"samples": SOURCES[key]},)
+
+
 TEST_NODES = {
+    "TurboTestImageSource": TurboTestImageSource,
+    "TurboTestLatentSource": TurboTestLatentSource,
     "TurboTestInterruptAfter": TurboTestInterruptAfter,
     "TurboTestConditioning": TurboTestConditioning,
     "TurboTestCapture": TurboTestCapture,

@@ -14,37 +14,15 @@ import pytest
 import torch
 
 from host import graphs
+from host.test_only_nodes import SOURCES
 
 pytestmark = pytest.mark.host
 
-SOURCES: dict = {}
 TOLERANCE = 1e-2
-
-
-class TurboTestImageSource:
-    @classmethod
-    def INPUT_TYPES(cls):
-        return {"required": {"key": ("STRING", {"default": "video"})}}
-
-    RETURN_TYPES = ("IMAGE",)
-    FUNCTION = "get"
-    CATEGORY = "_for_testing"
-
-    def get(self, key):
-        return (SOURCES[key],)
-
-
-class TurboTestLatentSource(TurboTestImageSource):
-    RETURN_TYPES = ("LATENT",)
-
-    def get(self, key):
-        return ({"samples": SOURCES[key]},)
 
 
 @pytest.fixture(scope="module")
 def host(comfy, tiny_models):
-    comfy.register_test_nodes({"TurboTestImageSource": TurboTestImageSource,
-                               "TurboTestLatentSource": TurboTestLatentSource})
     return comfy
 
 

@@ -10,29 +10,16 @@ import importlib
 import pytest
 import torch
 
+from host.test_only_nodes import SOURCES
+
 pytestmark = pytest.mark.host
 
-SOURCES: dict = {}
 STATE: dict = {}  # the adapter folder and the pack's conditioner module
-
-
-class TurboTestVSRImages:
-    @classmethod
-    def INPUT_TYPES(cls):
-        return {"required": {"key": ("STRING", {"default": "video"})}}
-
-    RETURN_TYPES = ("IMAGE",)
-    FUNCTION = "get"
-    CATEGORY = "_for_testing"
-
-    def get(self, key):
-        return (SOURCES[key],)
 
 
 @pytest.fixture(scope="module")
 def host(comfy, tiny_models, tmp_path_factory):
     pack = comfy.pack_module.__name__
-    comfy.register_test_nodes({"TurboTestVSRImages": TurboTestVSRImages})
     folder = tmp_path_factory.mktemp("turbovideo_adapters")
     comfy.add_model_folder("turbovideo", folder)
     STATE["adapters"] = folder
@@ -55,7 +42,7 @@ def upscale(host, captured, tiny_models, video, **widgets):
               "tile_batch": 1, "vsr_conditioner": "none (training-free SDEdit)", "cfg": 1.0}
     inputs.update(widgets)
     prompt = {"ckpt": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": tiny_models["ltxv_checkpoint"]}},
-              "src": {"class_type": "TurboTestVSRImages", "inputs": {"key": "video"}},
+              "src": {"class_type": "TurboTestImageSource", "inputs": {"key": "video"}},
               "vsr": {"class_type": "TurboVSRUpscale", "inputs": inputs},
               "cap": {"class_type": "TurboTestCapture", "inputs": {"value": ["vsr", 0], "key": "out"}}}
     captured.pop("out", None)
@@ -143,7 +130,7 @@ def test_conditioner_zero_is_training_free_and_random_changes_it(host, captured,
 def test_bad_inputs_name_the_input(host, captured, tiny_models):
     SOURCES["video"] = lr_video(1, 64, 64, seed=0)
     prompt = {"ckpt": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": tiny_models["ltxv_checkpoint"]}},
-              "src": {"class_type": "TurboTestVSRImages", "inputs": {"key": "video"}},
+              "src": {"class_type": "TurboTestImageSource", "inputs": {"key": "video"}},
               "vsr": {"class_type": "TurboVSRUpscale", "inputs": {
                   "model": ["ckpt", 0], "vae": ["ckpt", 2], "images": ["src", 0], "scale": 2.0, "steps": 2,
                   "strength": 0.5, "seed": 0, "resize_method": "bicubic", "color_correction": "none",
