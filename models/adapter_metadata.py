@@ -1,4 +1,6 @@
-"""The metadata every TurboVideo adapter file carries (docs/adapters.md): its kind and format version."""
+"""Opening TurboVideo adapter files and checking the metadata each carries: its kind and format version."""
+from safetensors import safe_open
+
 KIND_KEY = "turbovideo_adapter"
 VERSION_KEY = "format_version"
 
@@ -16,3 +18,14 @@ def check_adapter_metadata(path, metadata: dict | None, kind: str, version: str,
         raise ValueError(f"{path}: {label} format_version {metadata.get(VERSION_KEY)!r} is not supported "
                          f"(this TurboVideo reads version {version}); update TurboVideo")
     return metadata
+
+
+def open_adapter(path, label: str, writer: str, doc: str):
+    """safe_open of an adapter file; a file that is not safetensors gives a ValueError saying so."""
+    try:
+        return safe_open(str(path), framework="pt", device="cpu")
+    except FileNotFoundError:
+        raise
+    except Exception as error:  # safetensors raises its own SafetensorError for a bad header
+        raise ValueError(f"{path} is not a {label}: not a readable safetensors file ({error}); "
+                         f"pick a file written by {writer} ({doc})") from None

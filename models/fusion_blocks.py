@@ -21,11 +21,10 @@ from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
-from safetensors import safe_open
 from safetensors.torch import save_file
 from torch import nn
 
-from .adapter_metadata import check_adapter_metadata
+from .adapter_metadata import check_adapter_metadata, open_adapter
 
 ADAPTER_KIND = "fusion_blocks"
 FORMAT_VERSION = "1"
@@ -137,13 +136,7 @@ def save_fusion_adapter(path, adapter: FusionAdapter) -> None:
 
 
 def _open(path: str):
-    try:
-        return safe_open(path, framework="pt", device="cpu")
-    except FileNotFoundError:
-        raise
-    except Exception as error:  # safetensors raises its own SafetensorError for a bad header
-        raise ValueError(f"{path} is not a fusion adapter: not a readable safetensors file ({error}); "
-                         "pick a file written by save_fusion_adapter (docs/lrhr.md)") from None
+    return open_adapter(path, "fusion adapter", "save_fusion_adapter", "docs/lrhr.md")
 
 
 def _adapter_from_metadata(path: str, metadata: dict | None) -> FusionAdapter:

@@ -15,11 +15,10 @@ import pathlib
 from collections.abc import Sequence
 
 import torch
-from safetensors import safe_open
 from safetensors.torch import save_file
 from torch import nn
 
-from .adapter_metadata import check_adapter_metadata
+from .adapter_metadata import check_adapter_metadata, open_adapter
 
 EMBEDDING_CHANNELS = 256  # 128 frequencies, cos and sin
 MAX_PERIOD = 10000.0
@@ -121,13 +120,7 @@ def _read_tensors(path: str, handle, width: int) -> dict[str, torch.Tensor]:
 
 
 def _open(path: str):
-    try:
-        return safe_open(path, framework="pt", device="cpu")
-    except FileNotFoundError:
-        raise
-    except Exception as error:  # safetensors raises its own SafetensorError for a bad header
-        raise ValueError(f"{path} is not a step-size adapter: not a readable safetensors file ({error}); "
-                         "pick a file written by save_step_embedder (docs/adapters.md)") from None
+    return open_adapter(path, "step-size adapter", "save_step_embedder", "docs/adapters.md")
 
 
 def read_step_embedder_header(path) -> tuple[int, list[float]]:

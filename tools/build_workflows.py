@@ -78,13 +78,18 @@ def ltxv_rcm(info) -> Workflow:
     return sample_and_save(w, ckpt, latent, guider, sampler, sigmas, "turbo_rcm")
 
 
+def token_shift_euler_and_save(w: Workflow, ckpt, model, cond, latent, prefix) -> Workflow:
+    """CFG 3 Euler over the LTX token-shift schedule, 20 steps: the back half of a plain LTX graph."""
+    guider = w.add("CFGGuider", model=model, positive=(cond, 0), negative=(cond, 1), cfg=3.0)
+    sampler = w.add("KSamplerSelect", sampler_name="euler")
+    sigmas = w.add("TurboLTXShiftSigmas", latent=(latent, 0), steps=20)
+    return sample_and_save(w, ckpt, latent, guider, sampler, sigmas, prefix)
+
+
 def ltxv_token_shift(info) -> Workflow:
     w = Workflow(info)
     ckpt, cond, latent = ltxv_text_to_video_front(w)
-    guider = w.add("CFGGuider", model=(ckpt, 0), positive=(cond, 0), negative=(cond, 1), cfg=3.0)
-    sampler = w.add("KSamplerSelect", sampler_name="euler")
-    sigmas = w.add("TurboLTXShiftSigmas", latent=(latent, 0), steps=20)
-    return sample_and_save(w, ckpt, latent, guider, sampler, sigmas, "turbo_token_shift")
+    return token_shift_euler_and_save(w, ckpt, (ckpt, 0), cond, latent, "turbo_token_shift")
 
 
 def ltxv_shortcut(info) -> Workflow:
@@ -104,10 +109,7 @@ def ltxv_int8_sage(info) -> Workflow:
     quantized = w.add("TurboQuantizeINT8", model=(ckpt, 0), layers="all", granularity="per_channel", backend="auto")
     fused = w.add("TurboFusedNorms", model=(quantized, 0))
     model = w.add("TurboAttention", model=(fused, 0), backend="sage", topk=0.1, proj_l="none")
-    guider = w.add("CFGGuider", model=(model, 0), positive=(cond, 0), negative=(cond, 1), cfg=3.0)
-    sampler = w.add("KSamplerSelect", sampler_name="euler")
-    sigmas = w.add("TurboLTXShiftSigmas", latent=(latent, 0), steps=20)
-    return sample_and_save(w, ckpt, latent, guider, sampler, sigmas, "turbo_int8_sage")
+    return token_shift_euler_and_save(w, ckpt, (model, 0), cond, latent, "turbo_int8_sage")
 
 
 def ltxv_quantize_and_save(info) -> Workflow:
