@@ -37,8 +37,8 @@ class VSRConditioner(nn.Module):
         if hidden.ndim != 3 or lr_tokens.shape[:2] != hidden.shape[:2] or lr_tokens.shape[2] != self.latent_channels:
             raise ValueError(f"VSR conditioner: hidden {tuple(hidden.shape)} needs LR tokens (B, N, "
                              f"{self.latent_channels}) of the same B and N, got {tuple(lr_tokens.shape)}")
-        if float(self.scale.detach()) == 0.0:
-            return hidden
+        if float(self.scale.detach()) == 0.0 and not (torch.is_grad_enabled() and self.scale.requires_grad):
+            return hidden  # exactly the identity; while training at 0 the graph is kept for the gradient
         c = self.proj(lr_tokens.to(self.proj.weight.dtype)).to(hidden.dtype)
         mean_x = hidden.mean(dim=(1, 2), keepdim=True)
         std_x = hidden.std(dim=(1, 2), keepdim=True, correction=0)

@@ -3,6 +3,7 @@ from comfy_api.latest import ComfyExtension
 
 from . import (
     attention_nodes,
+    dit_loader_nodes,
     int8_nodes,
     lrhr_nodes,
     sampler_nodes,
@@ -15,7 +16,7 @@ from . import (
 from .model_folders import register_adapter_folder
 
 NODE_MODULES = [sampler_nodes, shortcut_nodes, vae_nodes, int8_nodes, attention_nodes,
-                turbowan_nodes, tiled_nodes, vsr_nodes, lrhr_nodes]
+                turbowan_nodes, tiled_nodes, vsr_nodes, lrhr_nodes, dit_loader_nodes]
 
 
 class TurboVideoExtension(ComfyExtension):

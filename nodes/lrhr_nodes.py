@@ -1,7 +1,9 @@
 """Turbo2K LR -> HR: the LR pass with feature capture, the fusion adapter, training-free latent guidance."""
 from comfy_api.latest import io
 
+from ..models.dit_bundle import FUSION
 from ..models.fusion_blocks import load_fusion_adapter, read_fusion_header
+from ..patches.dit_loader import FROM_MODEL, model_adapter
 from ..patches.latent_guidance import guide_latent
 from ..patches.lr_features import apply_lr_features, lrhr_sample, run_lr_pass
 from .model_folders import ADAPTER_FOLDER, adapter_files, adapter_path
@@ -25,7 +27,7 @@ def parse_blocks(text: str) -> list[int]:
 
 
 def check_adapter_file(adapter: str, allow_none: bool = False):
-    if allow_none and adapter == TRAINING_FREE:
+    if adapter == FROM_MODEL or (allow_none and adapter == TRAINING_FREE):
         return True
     if adapter not in adapter_files():
         return f"adapter: '{adapter}' is not in models/{ADAPTER_FOLDER}; put a fusion adapter there and refresh"
@@ -34,6 +36,13 @@ def check_adapter_file(adapter: str, allow_none: bool = False):
     except ValueError as error:
         return f"adapter: {error}"
     return True
+
+
+def fusion_adapter(model, adapter: str):
+    """(FusionAdapter, label): the chosen file's, or with FROM_MODEL the one TurboDiTLoader put on the MODEL."""
+    if adapter == FROM_MODEL:
+        return model_adapter(model, FUSION, "adapter")
+    return load_fusion_adapter(adapter_path(adapter)), adapter
 
 
 class TurboLRPass(io.ComfyNode):
@@ -63,8 +72,9 @@ class TurboApplyLRFeatures(io.ComfyNode):
             description="Adds the fusion adapter's projection of the LR features to the HR model's blocks; "
                         "any sampler then drives the HR pass. An untrained (zero) adapter changes nothing.",
             inputs=[io.Model.Input("model", tooltip="The HR LTX-Video model."), LRFeatures.Input("lr_features"),
-                    io.Combo.Input("adapter", options=adapter_files(),
-                                   tooltip=f"A fusion adapter in models/{ADAPTER_FOLDER} (docs/lrhr.md)."),
+                    io.Combo.Input("adapter", options=adapter_files() + [FROM_MODEL],
+                                   tooltip=f"A fusion adapter in models/{ADAPTER_FOLDER} (docs/lrhr.md), or "
+                                           "the one TurboDiTLoader loaded with the model."),
                     io.Float.Input("strength", default=1.0, min=0.0, max=4.0, step=0.05,
                                    tooltip="Scales what the adapter adds; 0 turns it off.")],
             outputs=[io.Model.Output()],
@@ -76,8 +86,8 @@ class TurboApplyLRFeatures(io.ComfyNode):
 
     @classmethod
     def execute(cls, model, lr_features, adapter, strength) -> io.NodeOutput:
-        return io.NodeOutput(apply_lr_features(model, lr_features, load_fusion_adapter(adapter_path(adapter)),
-                                               strength, adapter))
+        fusion, label = fusion_adapter(model, adapter)
+        return io.NodeOutput(apply_lr_features(model, lr_features, fusion, strength, label))
 
 
 class TurboLRLatentGuidance(io.ComfyNode):
@@ -126,8 +136,10 @@ class TurboLRHRSampler(io.ComfyNode):
                     io.Sigmas.Input("lr_sigmas"), io.Sigmas.Input("hr_sigmas"),
                     io.Latent.Input("lr_latent", tooltip="The empty LR latent; the HR latent is 'scale' x its size."),
                     io.Int.Input("noise_seed", default=0, min=0, max=0xffffffffffffffff, control_after_generate=True),
-                    io.Combo.Input("adapter", options=[TRAINING_FREE] + adapter_files(), default=TRAINING_FREE,
-                                   tooltip=f"A fusion adapter in models/{ADAPTER_FOLDER}, or training-free mode."),
+                    io.Combo.Input("adapter", options=[TRAINING_FREE] + adapter_files() + [FROM_MODEL],
+                                   default=TRAINING_FREE,
+                                   tooltip=f"A fusion adapter in models/{ADAPTER_FOLDER}, the one TurboDiTLoader "
+                                           "loaded with the model, or training-free mode."),
                     io.Float.Input("strength", default=1.0, min=0.0, max=4.0, step=0.05),
                     io.Float.Input("scale", default=2.0, min=1.0, max=4.0, step=0.25)],
             outputs=[io.Latent.Output(display_name="hr_latent"), io.Latent.Output(display_name="lr_latent")],
@@ -140,9 +152,9 @@ class TurboLRHRSampler(io.ComfyNode):
     @classmethod
     def execute(cls, model, positive, negative, cfg, sampler, lr_sigmas, hr_sigmas, lr_latent, noise_seed,
                 adapter, strength, scale) -> io.NodeOutput:
-        fusion = None if adapter == TRAINING_FREE else load_fusion_adapter(adapter_path(adapter))
+        fusion, label = (None, adapter) if adapter == TRAINING_FREE else fusion_adapter(model, adapter)
         return io.NodeOutput(*lrhr_sample(model, positive, negative, cfg, sampler, lr_sigmas, hr_sigmas, lr_latent,
-                                          noise_seed, fusion, adapter, strength, scale))
+                                          noise_seed, fusion, label, strength, scale))
 
 
 NODES = [TurboLRPass, TurboApplyLRFeatures, TurboLRLatentGuidance, TurboLRHRSampler]

@@ -1,105 +1,166 @@
-"""TurboVSRUpscale: tiled diffusion video super-resolution with an LTX-Video MODEL (docs/vsr.md)."""
-from comfy_api.latest import io
+"""TurboVSRUpscale (-> IMAGE) and TurboVSRUpscaleToVideo (-> VIDEO, streamed): tiled diffusion video
+super-resolution with an LTX-Video MODEL (docs/vsr.md)."""
+import os
+import uuid
 
+import folder_paths
+from comfy_api.latest import io, ui
+
+from ..models.dit_bundle import VSR
 from ..models.vsr_conditioner import load_vsr_conditioner, read_vsr_conditioner_header
-from ..patches.tiled_model import TilingSettings
-from ..patches.vsr_upscale import RESIZE_METHODS, UpscaleSettings, upscale
+from ..patches import video_stream
+from ..patches.dit_loader import FROM_MODEL, model_adapter
+from ..patches.vsr_upscale import (
+    RESIZE_METHODS,
+    UpscaleSettings,
+    layout_image,
+    target_size,
+    to_images,
+    upscale_latents,
+    upscaled_blocks,
+)
 from ..samplers.color_correction import METHODS
-from ..samplers.tiling import WEIGHT_KINDS
 from .model_folders import ADAPTER_FOLDER, adapter_files, adapter_path
+from .tiled_nodes import tiling_inputs, tiling_settings, validate_tiling
 
 CATEGORY = "TurboVideo/upscale"
 TRAINING_FREE = "none (training-free SDEdit)"
 
 
-def _tile_inputs():
+def _upscale_inputs():
     return [
-        io.Int.Input("tile_size", default=16, min=0, max=1024, step=1,
-                     tooltip="Tile height and width in latent cells (LTX: 16 = 512 px). Memory follows the tile; "
-                             "0 = no tiling (the whole frame in one model call)."),
-        io.Int.Input("tile_overlap", default=4, min=0, max=1023, step=1,
-                     tooltip="Latent cells shared by neighbouring tiles (< tile_size); blended, no seams."),
-        io.Int.Input("segment_length", default=0, min=0, max=4096, step=1,
-                     tooltip="Latent frames per temporal segment (8 = 57 frames); 0 = the whole video at once."),
-        io.Int.Input("segment_overlap", default=2, min=2, max=4095, step=1,
-                     tooltip="Latent frames shared by neighbouring segments (>= 2 = 1 + 8 frames)."),
-        io.Combo.Input("weights", options=list(WEIGHT_KINDS), default="cosine",
-                       tooltip="Tile blend weights: cosine (smoothest) or gaussian (TurboVSR)."),
-        io.Int.Input("tile_batch", default=1, min=1, max=64, step=1,
-                     tooltip="Tiles per model call; faster on a big GPU, more memory, same result."),
+        io.Model.Input("model", tooltip="An LTX-Video model (e.g. LTX-Video 0.9.8 from a checkpoint loader)."),
+        io.Vae.Input("vae", tooltip="The LTX-Video VAE of that checkpoint."),
+        io.Image.Input("images", tooltip="The low-resolution frames of ONE video, in order."),
+        io.Float.Input("scale", default=2.0, min=1.0, max=8.0, step=0.25,
+                       tooltip="Output size = input size x scale (rounded to whole pixels)."),
+        io.Int.Input("steps", default=4, min=1, max=50, step=1, tooltip="Denoising steps."),
+        io.Float.Input("strength", default=0.4, min=0.05, max=1.0, step=0.01,
+                       tooltip="Noise level the resized video is noised to: low keeps the input, high "
+                               "invents more detail (and drifts more). 1 = from pure noise."),
+        io.Int.Input("seed", default=0, min=0, max=0xFFFFFFFFFFFFFFFF, control_after_generate=True,
+                     tooltip="Seed of the one noise tensor shared by all tiles."),
+        io.Combo.Input("resize_method", options=list(RESIZE_METHODS), default="lanczos",
+                       tooltip="How the LR frames are resized before encoding."),
+        io.Combo.Input("color_correction", options=list(METHODS), default="wavelet",
+                       tooltip="wavelet: output detail on the resized input's colours (recommended); "
+                               "adain: match each frame's mean/std; none."),
+        io.Boolean.Input("factorized", default=True,
+                         tooltip="TurboVSR factorized conditioning: upscale the first frame alone first, then the "
+                                 "whole video with that HR first frame kept as clean conditioning (frozen). "
+                                 "Applies from 2 frames on; off = one pass over the whole video."),
+        *tiling_inputs(overlap_default=4),
+        io.Combo.Input("vsr_conditioner", options=[TRAINING_FREE] + adapter_files() + [FROM_MODEL],
+                       default=TRAINING_FREE,
+                       tooltip=f"A TurboVSR conditioner (.safetensors in models/{ADAPTER_FOLDER}, "
+                               "docs/vsr.md); none = the training-free mode; 'from model' = the one "
+                               "TurboDiTLoader attached to the MODEL."),
+        io.Float.Input("cfg", default=1.0, min=0.0, max=30.0, step=0.1,
+                       tooltip="Guidance scale; 1 = no negative pass (fastest)."),
+        io.Conditioning.Input("positive", optional=True,
+                              tooltip="Prompt (LTX-Video text encoder); without it the model gets no prompt."),
+        io.Conditioning.Input("negative", optional=True, tooltip="Negative prompt; used when cfg != 1."),
     ]
+
+
+DESCRIPTION = ("Super-resolves a video (an IMAGE batch; one image = a 1-frame video) with an LTX-Video model: "
+               "resize, chunked encode, noise to 'strength', few-step tiled denoising (first frame first when "
+               "factorized), chunked decode, colour correction. Without a VSR conditioner this is the "
+               "TRAINING-FREE mode (SDEdit: the model only refines the resized frames); with one, the LR latent "
+               "also conditions every step.")
+LAYOUT_TOOLTIP = ("The tile plan over the first resized frame: tiles tinted by their blend weights, white "
+                  "borders; one band per temporal segment underneath (frames left to right, brightness = weight).")
+
+
+def _validate(tile_size=0, tile_overlap=4, segment_length=0, segment_overlap=2, vsr_conditioner=TRAINING_FREE):
+    tiling = validate_tiling(tile_size, tile_overlap, segment_length, segment_overlap)
+    if tiling is not True:
+        return tiling
+    if vsr_conditioner not in (TRAINING_FREE, FROM_MODEL):
+        if vsr_conditioner not in adapter_files():
+            return f"vsr_conditioner: '{vsr_conditioner}' is not in models/{ADAPTER_FOLDER}; refresh the page"
+        try:
+            read_vsr_conditioner_header(adapter_path(vsr_conditioner))
+        except ValueError as error:
+            return f"vsr_conditioner: {error}"
+    return True
+
+
+def _run(model, vae, images, scale, steps, strength, seed, resize_method, color_correction, factorized, tile_size,
+         memory_budget_mb, tile_overlap, segment_length, segment_overlap, weights, tile_batch, vsr_conditioner, cfg,
+         positive=None, negative=None):
+    """The latent pass of both nodes: (Upscaled, UpscaleSettings)."""
+    tiling = tiling_settings(tile_size, memory_budget_mb, tile_overlap, segment_length, segment_overlap, weights,
+                             tile_batch)
+    settings = UpscaleSettings(scale, steps, strength, seed, resize_method, color_correction, cfg, tiling, factorized)
+    conditioner = None
+    if vsr_conditioner == FROM_MODEL:
+        conditioner, _ = model_adapter(model, VSR, "vsr_conditioner")
+    elif vsr_conditioner != TRAINING_FREE:
+        conditioner = load_vsr_conditioner(adapter_path(vsr_conditioner))
+    return upscale_latents(model, vae, images, settings, positive, negative, conditioner), settings
 
 
 class TurboVSRUpscale(io.ComfyNode):
     @classmethod
     def define_schema(cls):
         return io.Schema(
-            node_id="TurboVSRUpscale", display_name="Turbo VSR Upscale", category=CATEGORY,
-            description="Super-resolves a video (an IMAGE batch; one image = a 1-frame video) with an LTX-Video "
-                        "model: resize, chunked encode, noise to 'strength', few-step tiled denoising, chunked "
-                        "decode, colour correction. Without a VSR conditioner this is the TRAINING-FREE mode "
-                        "(SDEdit: the model only refines the resized frames); with one, the LR latent also "
-                        "conditions every step.",
-            inputs=[
-                io.Model.Input("model", tooltip="An LTX-Video model (e.g. LTX-Video 0.9.8 from a checkpoint loader)."),
-                io.Vae.Input("vae", tooltip="The LTX-Video VAE of that checkpoint."),
-                io.Image.Input("images", tooltip="The low-resolution frames of ONE video, in order."),
-                io.Float.Input("scale", default=2.0, min=1.0, max=8.0, step=0.25,
-                               tooltip="Output size = input size x scale (rounded to whole pixels)."),
-                io.Int.Input("steps", default=4, min=1, max=50, step=1, tooltip="Denoising steps."),
-                io.Float.Input("strength", default=0.4, min=0.05, max=1.0, step=0.01,
-                               tooltip="Noise level the resized video is noised to: low keeps the input, high "
-                                       "invents more detail (and drifts more). 1 = from pure noise."),
-                io.Int.Input("seed", default=0, min=0, max=0xFFFFFFFFFFFFFFFF, control_after_generate=True,
-                             tooltip="Seed of the one noise tensor shared by all tiles."),
-                io.Combo.Input("resize_method", options=list(RESIZE_METHODS), default="lanczos",
-                               tooltip="How the LR frames are resized before encoding."),
-                io.Combo.Input("color_correction", options=list(METHODS), default="wavelet",
-                               tooltip="wavelet: output detail on the resized input's colours (recommended); "
-                                       "adain: match each frame's mean/std; none."),
-                *_tile_inputs(),
-                io.Combo.Input("vsr_conditioner", options=[TRAINING_FREE] + adapter_files(), default=TRAINING_FREE,
-                               tooltip=f"A TurboVSR conditioner (.safetensors in models/{ADAPTER_FOLDER}, "
-                                       "docs/vsr.md); none = the training-free mode."),
-                io.Float.Input("cfg", default=1.0, min=0.0, max=30.0, step=0.1,
-                               tooltip="Guidance scale; 1 = no negative pass (fastest)."),
-                io.Conditioning.Input("positive", optional=True,
-                                      tooltip="Prompt (LTX-Video text encoder); without it the model gets no prompt."),
-                io.Conditioning.Input("negative", optional=True, tooltip="Negative prompt; used when cfg != 1."),
-            ],
-            outputs=[io.Image.Output(tooltip="The upscaled frames, as many as the input.")],
+            node_id="TurboVSRUpscale", display_name="Turbo VSR Upscale", category=CATEGORY, description=DESCRIPTION,
+            inputs=_upscale_inputs(),
+            outputs=[io.Image.Output(tooltip="The upscaled frames, as many as the input."),
+                     io.Image.Output("tile_layout", tooltip=LAYOUT_TOOLTIP)],
         )
 
     @classmethod
-    def validate_inputs(cls, tile_size=16, tile_overlap=4, segment_length=0, segment_overlap=2,
+    def validate_inputs(cls, tile_size=0, tile_overlap=4, segment_length=0, segment_overlap=2,
                         vsr_conditioner=TRAINING_FREE, **_):
-        if tile_size and tile_overlap >= tile_size:
-            return f"tile_overlap ({tile_overlap}) must be smaller than tile_size ({tile_size})"
-        if segment_length and segment_overlap >= segment_length:
-            return (f"segment_overlap ({segment_overlap}) must be smaller than segment_length "
-                    f"({segment_length}), or set segment_length to 0")
-        if vsr_conditioner != TRAINING_FREE:
-            if vsr_conditioner not in adapter_files():
-                return f"vsr_conditioner: '{vsr_conditioner}' is not in models/{ADAPTER_FOLDER}; refresh the page"
-            try:
-                read_vsr_conditioner_header(adapter_path(vsr_conditioner))
-            except ValueError as error:
-                return f"vsr_conditioner: {error}"
-        return True
+        return _validate(tile_size, tile_overlap, segment_length, segment_overlap, vsr_conditioner)
 
     @classmethod
-    def execute(cls, model, vae, images, scale, steps, strength, seed, resize_method, color_correction,
-                tile_size, tile_overlap, segment_length, segment_overlap, weights, tile_batch,
-                vsr_conditioner, cfg, positive=None, negative=None) -> io.NodeOutput:
-        tiling = None
-        if tile_size:
-            tiling = TilingSettings((tile_size, tile_size), tile_overlap, segment_length, segment_overlap,
-                                    weights, tile_batch)
-        settings = UpscaleSettings(scale, steps, strength, seed, resize_method, color_correction, cfg, tiling)
-        conditioner = None
-        if vsr_conditioner != TRAINING_FREE:
-            conditioner = load_vsr_conditioner(adapter_path(vsr_conditioner))
-        return io.NodeOutput(upscale(model, vae, images, settings, positive, negative, conditioner))
+    def execute(cls, model, vae, images, **widgets) -> io.NodeOutput:
+        upscaled, settings = _run(model, vae, images, **widgets)
+        return io.NodeOutput(to_images(vae, upscaled, settings), layout_image(vae, upscaled))
 
 
-NODES = [TurboVSRUpscale]
+class TurboVSRUpscaleToVideo(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="TurboVSRUpscaleToVideo", display_name="Turbo VSR Upscale to Video (streaming)",
+            category=CATEGORY,
+            description=DESCRIPTION + " The HR frames are decoded segment by segment straight into an H.264 MP4 "
+                                      "(ComfyUI's temp folder), so a long upscale never holds the HR video in "
+                                      "memory. Connect the VIDEO to Save Video to keep it.",
+            inputs=[*_upscale_inputs(),
+                    io.Float.Input("frame_rate", default=24.0, min=1.0, max=240.0, step=0.01,
+                                   tooltip="Frames per second of the video file."),
+                    io.Int.Input("crf", default=19, min=0, max=51, step=1,
+                                 tooltip="H.264 quality: lower is better and bigger (0 lossless luma, 17-23 usual).")],
+            outputs=[io.Video.Output(tooltip="The upscaled video (H.264 MP4)."),
+                     io.Image.Output("tile_layout", tooltip=LAYOUT_TOOLTIP)],
+            is_output_node=True,
+        )
+
+    @classmethod
+    def validate_inputs(cls, tile_size=0, tile_overlap=4, segment_length=0, segment_overlap=2,
+                        vsr_conditioner=TRAINING_FREE, **_):
+        return _validate(tile_size, tile_overlap, segment_length, segment_overlap, vsr_conditioner)
+
+    @classmethod
+    def execute(cls, model, vae, images, frame_rate, crf, **widgets) -> io.NodeOutput:
+        height, width = target_size(images.shape[1], images.shape[2], widgets["scale"])
+        if height % 2 or width % 2:
+            raise ValueError(f"scale: the output would be {width}x{height} px, but H.264 needs even sides; pick a "
+                             "scale that gives even sides, or use TurboVSRUpscale (IMAGE output)")
+        upscaled, settings = _run(model, vae, images, **widgets)
+        folder = os.path.join(folder_paths.get_temp_directory(), "turbovideo")
+        os.makedirs(folder, exist_ok=True)
+        name = f"turbo_vsr_{uuid.uuid4().hex[:12]}.mp4"
+        video_stream.write_video(os.path.join(folder, name), upscaled_blocks(vae, upscaled, settings), frame_rate,
+                                 crf)
+        preview = ui.PreviewVideo([ui.SavedResult(name, "turbovideo", io.FolderType.temp)])
+        return io.NodeOutput(video_stream.video_from_file(os.path.join(folder, name)),
+                             layout_image(vae, upscaled), ui=preview)
+
+
+NODES = [TurboVSRUpscale, TurboVSRUpscaleToVideo]

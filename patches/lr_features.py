@@ -11,7 +11,8 @@ latent's shape into transformer_options (LTX-Video patchifies with patch size 1:
 
 Apply (apply_lr_features): a clone of the HR MODEL whose patches add
 strength * adapter(block, LR features) to the chosen blocks' outputs (cond and uncond entries alike),
-so any sampler drives the HR pass. Nothing is decoded or encoded between the passes.
+so any sampler drives the HR pass. Nothing is decoded or encoded between the passes. Under
+TurboTiledModel each window adds its crop of the addend on the FULL HR grid (resize_tokens_window).
 """
 from __future__ import annotations
 
@@ -28,6 +29,7 @@ import latent_preview
 import torch
 
 from ..models.fusion_blocks import FusionAdapter
+from .tiled_model import WINDOWS_KEY
 
 GRID_KEY = "turbo_token_grid"
 APPLIED_KEY = "turbo_lr_features"
@@ -133,6 +135,20 @@ def capturing_guider(guider, blocks, store: LRFeatures):
     return patched
 
 
+def capturing_model(model, blocks, store: LRFeatures):
+    """A clone of `model` that keeps the chosen blocks' outputs at the last step in `store` (training: a
+    call whose transformer_options hold sample_sigmas [sigma, 0] is a last step at sigma)."""
+    diffusion_model = ltxv_diffusion_model(model, "model")
+    store.num_blocks, store.width = len(diffusion_model.transformer_blocks), int(diffusion_model.inner_dim)
+    patched = model.clone()
+    patched.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.DIFFUSION_MODEL, WRAPPER_KEY, _grid_wrapper)
+    replace = patched.model_options.get("transformer_options", {}).get("patches_replace", {}).get("dit", {})
+    for block in check_blocks(blocks, store.num_blocks, "blocks"):
+        patch = _capture_patch(store, block, replace.get(("double_block", block)))
+        patched.set_model_patch_replace(patch, "dit", "double_block", block)
+    return patched
+
+
 def run_lr_pass(noise, guider, sampler, sigmas, latent: dict, blocks) -> tuple[dict, LRFeatures]:
     """Samples the LR latent as SamplerCustomAdvanced does and returns (latent, captured features)."""
     store = LRFeatures()
@@ -146,35 +162,104 @@ def run_lr_pass(noise, guider, sampler, sigmas, latent: dict, blocks) -> tuple[d
 
 
 class _ApplyState:
-    def __init__(self, adapter: FusionAdapter, features: LRFeatures, strength: float):
-        self.adapter, self.features, self.strength = adapter, features, strength
+    """Sampling runs a copy of the adapter on the model's device, kept for one run; `live` (training) runs
+    the adapter itself and keeps nothing, so gradients reach its parameters."""
+
+    def __init__(self, adapter: FusionAdapter, features: LRFeatures, strength: float, live: bool = False):
+        self.adapter, self.features, self.strength, self.live = adapter, features, strength, live
         self.cache: dict = {}  # device -> (adapter, {block: tokens}) for one sampling run
+        self.projected: dict = {}  # (device, hr block) -> fusion features on the LR grid, tiled runs only
 
     def on(self, device):
+        if self.live:
+            return self.adapter, {b: t.to(device) for b, t in self.features.features.items()}
         if device not in self.cache:
             lr = {b: t.to(device) for b, t in self.features.features.items()}
             self.cache[device] = (copy.deepcopy(self.adapter).to(device), lr)
         return self.cache[device]
+
+    def lr_grid_features(self, hr_block: int, lr_block: int, device) -> torch.Tensor:
+        """The fusion block's output before the resize; constant over a run, so kept for every window."""
+        if self.live or (device, hr_block) not in self.projected:
+            adapter, lr = self.on(device)
+            grid = self.features.grid
+            projected = adapter(hr_block, lr[lr_block], grid, grid)  # same grid: no resize
+            if self.live:
+                return projected
+            self.projected[device, hr_block] = projected
+        return self.projected[device, hr_block]
 
     def outer_sample(self, executor, *args, **kwargs):
         try:
             return executor(*args, **kwargs)
         finally:
             self.cache.clear()
+            self.projected.clear()
+
+
+def _axis_weights(src: int, dst: int, span: tuple[int, int], mode: str) -> torch.Tensor:
+    """[stop - start, src] float64: output cells start..stop-1 of resizing src -> dst cells, as F.interpolate
+    does it (trilinear with half-pixel centres, or nearest-exact), one axis at a time."""
+    index = torch.arange(span[0], span[1], dtype=torch.float64)
+    rows = torch.arange(len(index))
+    weights = torch.zeros(len(index), src, dtype=torch.float64)
+    scale = src / dst
+    if mode == "nearest":
+        weights[rows, torch.floor((index + 0.5) * scale).clamp(max=src - 1).long()] = 1.0
+        return weights
+    position = ((index + 0.5) * scale - 0.5).clamp(min=0.0)
+    low = torch.floor(position).long().clamp(max=src - 1)
+    fraction = position - low
+    weights.index_put_((rows, low), 1.0 - fraction, accumulate=True)
+    weights.index_put_((rows, (low + 1).clamp(max=src - 1)), fraction, accumulate=True)
+    return weights
+
+
+def resize_tokens_window(tokens: torch.Tensor, src_grid, dst_grid, window, mode: str = "trilinear") -> torch.Tensor:
+    """The window ((t0, t1), (h0, h1), (w0, w1)) of resize_tokens(tokens, src_grid, dst_grid, mode), computed
+    without the full dst grid: [B, T*H*W, D] on src_grid -> [B, window cells, D]."""
+    batch, _, width = tokens.shape
+    volume = tokens.reshape(batch, *src_grid, width)
+    t, h, w = (_axis_weights(int(s), int(d), span, mode).to(tokens)
+               for s, d, span in zip(src_grid, dst_grid, window))
+    volume = torch.einsum("btyxd,it->biyxd", volume, t)
+    volume = torch.einsum("biyxd,jy->bijxd", volume, h)
+    return torch.einsum("bijxd,kx->bijkd", volume, w).reshape(batch, -1, width)
+
+
+def window_addends(state: _ApplyState, hr_block: int, lr_block: int, full_grid, windows, device) -> list:
+    """Per TurboTiledModel window: the fusion addend on the FULL HR grid, cropped to the window."""
+    features = state.lr_grid_features(hr_block, lr_block, device)
+    return [resize_tokens_window(features, state.features.grid, full_grid, window, state.adapter.resize)
+            for window in windows]
+
+
+def _over_batch(addend: torch.Tensor, batch: int) -> torch.Tensor:
+    if batch % addend.shape[0]:
+        raise ValueError(f"lr_features: batch {addend.shape[0]} of the LR pass does not divide the HR "
+                         f"batch {batch}; use the same batch size for both passes")
+    return addend.repeat(batch // addend.shape[0], 1, 1)
+
+
+def _addend(state: _ApplyState, hr_block: int, lr_block: int, img: torch.Tensor, options: dict) -> torch.Tensor:
+    grid = _grid_tokens(img, options)
+    if WINDOWS_KEY not in options:
+        adapter, lr = state.on(img.device)
+        return _over_batch(adapter(hr_block, lr[lr_block], state.features.grid, grid), img.shape[0])
+    full_grid, windows = options[WINDOWS_KEY]
+    if any(tuple(b - a for a, b in window) != grid for window in windows):
+        raise ValueError(f"lr_features: TurboTiledModel windows {windows} do not match the {grid} token grid of "
+                         "this call; put TurboTiledModel directly on the MODEL from TurboApplyLRFeatures")
+    parts = window_addends(state, hr_block, lr_block, full_grid, windows, img.device)
+    return torch.cat([_over_batch(part, img.shape[0] // len(windows)) for part in parts])
 
 
 def _fusion_patch(state: _ApplyState, hr_block: int, lr_block: int, previous):
     def patch(args, extra):
         out = _run_block(previous, args, extra)
         img = out["img"]
-        adapter, lr = state.on(img.device)
-        tokens = lr[lr_block]
-        addend = adapter(hr_block, tokens, state.features.grid, _grid_tokens(img, args["transformer_options"]))
-        if img.shape[0] % addend.shape[0]:
-            raise ValueError(f"lr_features: batch {addend.shape[0]} of the LR pass does not divide the HR "
-                             f"batch {img.shape[0]}; use the same batch size for both passes")
-        addend = addend.to(img.dtype).repeat(img.shape[0] // addend.shape[0], 1, 1)
-        return {**out, "img": img + state.strength * addend}
+        addend = _addend(state, hr_block, lr_block, img, args["transformer_options"])
+        return {**out, "img": img + state.strength * addend.to(img.dtype)}
 
     return patch
 
@@ -197,11 +282,12 @@ def check_fits(model, features: LRFeatures, adapter: FusionAdapter, file_name: s
                          "the loader instead of chaining a second one")
 
 
-def apply_lr_features(model, features: LRFeatures, adapter: FusionAdapter, strength: float, file_name: str):
+def apply_lr_features(model, features: LRFeatures, adapter: FusionAdapter, strength: float, file_name: str,
+                      live: bool = False):
     """A clone of the HR `model` that adds strength * fusion(LR features) to the adapter's HR blocks."""
     check_fits(model, features, adapter, file_name)
     patched = model.clone()
-    state = _ApplyState(adapter, features, float(strength))
+    state = _ApplyState(adapter, features, float(strength), live)
     replace = patched.model_options.get("transformer_options", {}).get("patches_replace", {}).get("dit", {})
     for hr_block, lr_block in zip(adapter.hr_blocks, adapter.lr_blocks):
         patch = _fusion_patch(state, hr_block, lr_block, replace.get(("double_block", hr_block)))

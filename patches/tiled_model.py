@@ -21,19 +21,25 @@ indices, Wan reference latents, guide frames): those pass through uncropped.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+import logging
+from dataclasses import dataclass, replace
 
 import comfy.model_management
 import comfy.patcher_extension
 import torch
 
+from ..samplers.tile_budget import largest_tile, model_call_cost
 from ..samplers.tiling import Window, check_plan_inputs, plan_windows, tiled_apply
 
 WRAPPER_KEY = "turbovideo_tiled_model"
 # transformer_options entry {name: tensor laid out like x [B, C, T, H, W]}: cropped per window like x, so
 # patches inside the model (e.g. the VSR conditioner's LR latent) see their window's part
 CROPPED_OPTIONS_KEY = "turbovideo_cropped"
+# transformer_options entry inside a window's call: (full latent (T, H, W), [(frames, rows, cols) per window])
+WINDOWS_KEY = "turbovideo_windows"
 APPLY_MODEL = comfy.patcher_extension.WrappersMP.APPLY_MODEL
+AUTO = (0, 0)  # TilingSettings.tile: the largest square tile that fits the memory budget
+MIB = 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -44,11 +50,35 @@ class TilingSettings:
     segment_overlap: int = 2  # latent frames shared by neighbouring segments
     weights: str = "cosine"
     tile_batch: int = 1
+    budget_bytes: float | None = None  # auto tile only; None = the device's free memory at the first call
+
+    @property
+    def auto(self) -> bool:
+        return self.tile == AUTO
 
     def plan(self, shape: tuple[int, int, int]) -> list[Window]:
         tile = (min(self.tile[0], shape[1]), min(self.tile[1], shape[2]))
         overlap = min(self.overlap, max(min(tile) - 1, 0))
         return plan_windows(shape, tile, overlap, self.segment, self.segment_overlap, self.weights)
+
+
+def resolve_tile(settings: TilingSettings, base_model, x_shape, budget: float) -> TilingSettings:
+    """An auto tile made concrete: the largest square whose model call (x_shape[0] x tile_batch items)
+    fits `budget` by the model's own memory estimate (BaseModel.memory_required)."""
+    cost = model_call_cost(base_model.memory_required, x_shape[0] * settings.tile_batch, x_shape[1])
+    choice = largest_tile(tuple(x_shape[2:]), budget, cost, settings.overlap, settings.segment)
+    if not choice.fits:
+        logging.warning("TurboTiledModel: even a %dx%d latent tile is estimated at %.0f MiB, over the %.0f MiB "
+                        "budget; trying anyway (lower segment_length or tile_batch)", choice.side, choice.side,
+                        choice.cost / MIB, budget / MIB)
+    # a side below overlap + 1 only comes back when it covers the whole frame: one window, no overlap
+    return replace(settings, tile=(choice.side, choice.side), overlap=min(settings.overlap, choice.side - 1))
+
+
+def free_memory_for(model) -> float:
+    """Free memory on the model's device once its weights are loaded (ModelPatcher)."""
+    unloaded = max(0, model.model_size() - model.loaded_size())
+    return comfy.model_management.get_free_memory(model.load_device) - unloaded
 
 
 def _crop_or_repeat(value, x: torch.Tensor, windows: list[Window]):
@@ -68,6 +98,7 @@ def _expand_batch(value: torch.Tensor, batch: int) -> torch.Tensor:
 
 def _window_options(options: dict, windows: list[Window], x: torch.Tensor) -> dict:
     out = dict(options)
+    out[WINDOWS_KEY] = (tuple(x.shape[2:]), [(w.frames, w.rows, w.cols) for w in windows])
     for key in ("cond_or_uncond", "uuids"):
         if isinstance(out.get(key), list):
             out[key] = out[key] * len(windows)
@@ -80,13 +111,25 @@ def _window_options(options: dict, windows: list[Window], x: torch.Tensor) -> di
 
 
 def _tiled_wrapper(settings: TilingSettings):
+    resolved: dict = {}  # auto tile per x shape, fixed at its first call so every step uses one plan
+
+    def concrete(base_model, x: torch.Tensor) -> TilingSettings:
+        if not settings.auto:
+            return settings
+        if tuple(x.shape) not in resolved:
+            budget = settings.budget_bytes
+            budget = comfy.model_management.get_free_memory(x.device) if budget is None else budget
+            resolved[tuple(x.shape)] = resolve_tile(settings, base_model, x.shape, budget)
+        return resolved[tuple(x.shape)]
+
     def apply_model(executor, x, t, c_concat=None, c_crossattn=None, control=None, transformer_options=None,
                     **kwargs):
         transformer_options = {} if transformer_options is None else transformer_options
         if x.ndim != 5:
             raise ValueError(f"model: TurboTiledModel tiles video latents [B, C, T, H, W]; this model got "
                              f"shape {tuple(x.shape)}. Use it with a video model (LTX-Video, Wan)")
-        windows = settings.plan(tuple(x.shape[2:]))
+        active = concrete(executor.class_obj, x)
+        windows = active.plan(tuple(x.shape[2:]))
         if len(windows) == 1:
             return executor(x, t, c_concat, c_crossattn, control, transformer_options, **kwargs)
         if control is not None:
@@ -102,8 +145,9 @@ def _tiled_wrapper(settings: TilingSettings):
         def between(done: int, total: int) -> None:
             comfy.model_management.throw_exception_if_processing_interrupted()
 
-        return tiled_apply(run, x, windows, settings.tile_batch, before_batch=between)
+        return tiled_apply(run, x, windows, active.tile_batch, before_batch=between)
 
+    apply_model.settings = settings  # read by the layout preview
     return apply_model
 
 
@@ -112,9 +156,17 @@ def is_tiled(model) -> bool:
                                                               is_model_options=True))
 
 
+def tiling_settings(model) -> TilingSettings | None:
+    """The settings of a MODEL patched by apply_tiling, or None."""
+    wrappers = comfy.patcher_extension.get_wrappers_with_key(APPLY_MODEL, WRAPPER_KEY, model.model_options,
+                                                             is_model_options=True)
+    return getattr(wrappers[0], "settings", None) if wrappers else None
+
+
 def apply_tiling(model, settings: TilingSettings):
     """A clone of `model` whose every model call runs window by window and blends the results."""
-    check_plan_inputs(settings.tile, settings.overlap, settings.segment, settings.segment_overlap, True)
+    tile = (1 + settings.overlap,) * 2 if settings.auto else settings.tile  # auto: any valid tile, checked later
+    check_plan_inputs(tile, settings.overlap, settings.segment, settings.segment_overlap, True)
     if settings.tile_batch < 1:
         raise ValueError(f"tile_batch must be >= 1, got {settings.tile_batch}")
     if is_tiled(model):

@@ -6,6 +6,7 @@ into the output folder without re-encoding (same container, same codec).
 """
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Iterable
 from fractions import Fraction
@@ -58,7 +59,9 @@ class VideoFileWriter:
         finally:
             self._container.close()
         if error is not None or self._stream is None:
-            os.remove(self.path)  # a partial or empty file is no video
+            # a partial or empty file is no video; PyAV creates the file only on the first write
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(self.path)
             if error is None:
                 raise ValueError("no frames were written to the video file")
         return False

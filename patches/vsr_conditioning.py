@@ -1,9 +1,17 @@
-"""The VSR conditioner (models/vsr_conditioner.py) on an LTX-Video MODEL clone, after DiT block 0.
+"""VSR conditioning of an LTX-Video MODEL: the conditioner after DiT block 0, and the factorized mask.
+
+The VSR conditioner (models/vsr_conditioner.py) goes on a MODEL clone, after DiT block 0.
 
 A `dit` / (`double_block`, 0) block replace runs block 0 unchanged and adds the conditioned LR latent
 to its output. The LR latent rides in transformer_options[CROPPED_OPTIONS_KEY], laid out like the
 sampler's x [B, 128, T, H, W] (in the model's latent space, i.e. after latent_format.process_in), so
 TurboTiledModel crops it per window exactly as it crops x; untiled, the whole latent is used.
+
+Factorized conditioning (TurboVSR sec. 3.3) freezes latent frame 0 with ComfyUI's own mechanism:
+a denoise (noise) mask that is 0 there. The sampler then hands the model the clean latent at those
+cells and keeps them in its output (KSamplerX0Inpaint), and LTXV.process_timestep turns the mask into
+per-token timesteps (0 = clean conditioning tokens). The mask is laid out like x, so TurboTiledModel
+crops it per window.
 """
 from __future__ import annotations
 
@@ -16,11 +24,22 @@ LR_LATENT = "vsr_lr_latent"
 PATCH_KEY = "turbovideo_vsr_conditioner"
 
 
-def _block_patch(conditioner: VSRConditioner):
+def first_latent_mask(latent: torch.Tensor) -> torch.Tensor:
+    """Denoise mask [B, 1, T, H, W]: 0 on latent frame 0 (kept clean), 1 elsewhere (denoised)."""
+    mask = torch.ones((latent.shape[0], 1, *latent.shape[2:]), dtype=torch.float32)
+    mask[:, :, 0] = 0.0
+    return mask
+
+
+def _block_patch(conditioner: VSRConditioner, live: bool):
+    """Block 0, then the conditioner. Sampling runs a frozen copy in the model's device and dtype; `live`
+    (training) calls `conditioner` itself, so gradients reach its parameters."""
     copies: dict = {}
 
     def on(device, dtype) -> VSRConditioner:
         key = (device, dtype)
+        if live:
+            return conditioner
         if key not in copies:
             copies.clear()
             copies[key] = VSRConditioner(conditioner.width, conditioner.latent_channels, device=device,
@@ -58,7 +77,7 @@ def _check_model(model, conditioner: VSRConditioner) -> None:
                          f"{width}; pick the conditioner trained for this checkpoint")
 
 
-def apply_vsr_conditioner(model, conditioner: VSRConditioner, lr_latent: torch.Tensor):
+def apply_vsr_conditioner(model, conditioner: VSRConditioner, lr_latent: torch.Tensor, live: bool = False):
     """A clone of `model` whose block 0 output is conditioned on `lr_latent` (raw VAE latent [B, C, T, H, W])."""
     _check_model(model, conditioner)
     if lr_latent.ndim != 5 or lr_latent.shape[1] != conditioner.latent_channels:
@@ -71,5 +90,5 @@ def apply_vsr_conditioner(model, conditioner: VSRConditioner, lr_latent: torch.T
     options[PATCH_KEY] = True
     processed = patched.model.latent_format.process_in(lr_latent.float())
     options[CROPPED_OPTIONS_KEY] = {**options.get(CROPPED_OPTIONS_KEY, {}), LR_LATENT: processed}
-    patched.set_model_patch_replace(_block_patch(conditioner), "dit", "double_block", 0)
+    patched.set_model_patch_replace(_block_patch(conditioner, live), "dit", "double_block", 0)
     return patched

@@ -2,18 +2,21 @@
 
 Pipeline (docs/vsr.md):
 1. resize the LR frames to the target size (comfy.utils.common_upscale), pad the sides with
-   replicated edges to whole latent cells and the frame count to 1 + 8k with repeated last frames;
+   replicated edges to whole latent cells and the frame count to 1 + 8k with repeated last frames,
+   a chunk at a time as the encoder asks for frames (LRFrames: the HR-sized video never exists whole);
 2. encode with the chunked VAE (patches/chunked_vae.py: memory bounded by chunk, not video);
 3. training-free (SDEdit): noise the latent to sigma = `strength` with ONE global noise tensor drawn
    from the seed, denoise it with Euler on an LTX-shifted schedule that starts exactly at `strength`,
    the model tiled by patches/tiled_model.py; with a VSR conditioner the LR latent also conditions
-   every step (patches/vsr_conditioning.py);
-4. decode with the chunked VAE back to exactly the input frame count, crop the padding, correct the
-   colours against the resized LR frames (samplers/color_correction.py), clamp to [0, 1].
+   every step (patches/vsr_conditioning.py). Factorized (TurboVSR sec. 3.3): the first frame is
+   upscaled first as a 1-frame video, then the whole video with that HR latent frozen in latent frame 0;
+4. decode with the chunked VAE back to exactly the input frame count, block by block: crop the
+   padding, correct the colours against the resized LR frames (samplers/color_correction.py), clamp.
 """
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import comfy.model_management
@@ -26,8 +29,9 @@ import torch.nn.functional as F
 
 from ..samplers import color_correction, flow_shift
 from ..samplers import video_chunks as vc
-from . import chunked_vae
-from .tiled_model import TilingSettings, apply_tiling
+from . import chunked_vae, tile_preview
+from .tiled_model import TilingSettings, apply_tiling, free_memory_for, resolve_tile
+from .vsr_conditioning import apply_vsr_conditioner, first_latent_mask
 
 RESIZE_METHODS = ("lanczos", "bicubic", "bilinear", "area", "nearest-exact")
 RESIZE_BLOCK = 16  # frames resized per common_upscale call
@@ -42,7 +46,8 @@ class UpscaleSettings:
     resize_method: str = "lanczos"
     color_correction: str = "wavelet"
     cfg: float = 1.0
-    tiling: TilingSettings | None = None
+    tiling: TilingSettings | None = None  # None = untiled; an auto tile is resolved per latent shape
+    factorized: bool = False  # first frame first, then the video with it frozen (needs > 1 latent frame)
 
 
 def target_size(height: int, width: int, scale: float) -> tuple[int, int]:
@@ -61,16 +66,36 @@ def resize_frames(images: torch.Tensor, size: tuple[int, int], method: str) -> t
     return out
 
 
-def pad_frames(frames: torch.Tensor, space: int, time: int) -> torch.Tensor:
-    """Replicated bottom/right edges up to multiples of `space`; last frame repeated up to 1 + time k."""
-    height, width = frames.shape[1:3]
-    pad_h, pad_w = -height % space, -width % space
-    if pad_h or pad_w:
-        frames = F.pad(frames.movedim(-1, 1), (0, pad_w, 0, pad_h), mode="replicate").movedim(1, -1)
-    count = vc.nearest_valid_frame_counts(frames.shape[0], time)[1]
-    if count > frames.shape[0]:
-        frames = torch.cat([frames, frames[-1:].expand(count - frames.shape[0], *frames.shape[1:])])
-    return frames
+class LRFrames:
+    """The resized LR video padded to whole latent cells and 1 + time k frames, made a slice at a time.
+
+    frames[a:b] (what chunked_vae.encode asks for) resizes only frames a..b-1: the last input frame
+    repeats past the end and the bottom/right edges are replicated. reference(a, b) is the unpadded
+    resized frames, the colour reference.
+    """
+
+    def __init__(self, images: torch.Tensor, size: tuple[int, int], method: str, space: int, time: int):
+        if method not in RESIZE_METHODS:
+            raise ValueError(f"resize_method must be one of {RESIZE_METHODS}, got {method!r}")
+        self.images, self.size, self.method, self.space, self.time = images, size, method, space, time
+        count = vc.nearest_valid_frame_counts(images.shape[0], time)[1]
+        self.shape = (count, size[0] + -size[0] % space, size[1] + -size[1] % space, images.shape[-1])
+
+    def first(self) -> LRFrames:
+        """The first frame alone as a 1-frame video."""
+        return LRFrames(self.images[:1], self.size, self.method, self.space, self.time)
+
+    def reference(self, start: int, stop: int) -> torch.Tensor:
+        return resize_frames(self.images[start:stop], self.size, self.method)
+
+    def __getitem__(self, index: slice) -> torch.Tensor:
+        start, stop, _ = index.indices(self.shape[0])
+        picked = torch.arange(start, stop).clamp(max=self.images.shape[0] - 1)
+        frames = resize_frames(self.images[picked], self.size, self.method)
+        pad_h, pad_w = self.shape[1] - self.size[0], self.shape[2] - self.size[1]
+        if pad_h or pad_w:
+            frames = F.pad(frames.movedim(-1, 1), (0, pad_w, 0, pad_h), mode="replicate").movedim(1, -1)
+        return frames
 
 
 def inverse_shift(sigma: float, shift: float) -> float:
@@ -110,41 +135,117 @@ def neutral_conditioning(model) -> list:
     return [[torch.zeros(1, 1, width), {"attention_mask": torch.ones(1, 1, dtype=torch.long)}]]
 
 
-def _encode(vae, frames: torch.Tensor) -> torch.Tensor:
+@dataclass
+class Upscaled:
+    samples: torch.Tensor  # the HR latent (1, C, T, h, w)
+    frames: LRFrames
+    tiling: TilingSettings | None  # the concrete plan settings of the video pass (auto resolved)
+    first: torch.Tensor | None = None  # pass 1's HR latent (1, C, 1, h, w) when factorized
+
+
+def encode_frames(vae, frames: LRFrames) -> torch.Tensor:
     plan = chunked_vae.plan_encode(vae, frames.shape, chunked_vae.ChunkOptions())
     return chunked_vae.encode(vae, frames, plan)
 
 
-def _denoise(model, latent: torch.Tensor, settings: UpscaleSettings, positive, negative) -> torch.Tensor:
-    if settings.tiling is not None:
-        model = apply_tiling(model, settings.tiling)
-    sigmas = vsr_sigmas(settings.steps, settings.strength, model_tokens(latent.shape, settings.tiling))
+def concrete_tiling(model, latent_shape, settings: UpscaleSettings) -> TilingSettings | None:
+    """The tiling for this latent, an auto tile resolved against the budget (cond + uncond batched when cfg != 1)."""
+    tiling = settings.tiling
+    if tiling is None or not tiling.auto:
+        return tiling
+    budget = tiling.budget_bytes if tiling.budget_bytes is not None else free_memory_for(model)
+    batch = latent_shape[0] * (1 if settings.cfg == 1.0 else 2)
+    return resolve_tile(tiling, model.model, (batch, *latent_shape[1:]), budget)
+
+
+def _denoise(model, latent: torch.Tensor, settings: UpscaleSettings, positive, negative, conditioner=None,
+             lr_latent: torch.Tensor | None = None, noise_mask: torch.Tensor | None = None) -> torch.Tensor:
+    """Euler from `strength` to 0 on `latent`; lr_latent conditions the model when a conditioner is given."""
+    if conditioner is not None:
+        model = apply_vsr_conditioner(model, conditioner, latent if lr_latent is None else lr_latent)
+    tiling = concrete_tiling(model, latent.shape, settings)
+    if tiling is not None:
+        model = apply_tiling(model, tiling)
+    sigmas = vsr_sigmas(settings.steps, settings.strength, model_tokens(latent.shape, tiling))
     noise = comfy.sample.prepare_noise(latent, settings.seed)  # one global noise tensor
     sampler = comfy.samplers.sampler_object("euler")
     callback = latent_preview.prepare_callback(model, settings.steps)
     return comfy.sample.sample_custom(model, noise, settings.cfg, sampler, sigmas, positive, negative, latent,
-                                      callback=callback, disable_pbar=True, seed=settings.seed)
+                                      noise_mask=noise_mask, callback=callback, disable_pbar=True,
+                                      seed=settings.seed)
+
+
+def denoise_factorized(model, lr_latent: torch.Tensor, first: torch.Tensor, settings: UpscaleSettings, positive,
+                       negative, conditioner=None) -> torch.Tensor:
+    """Pass 2: the video latent with `first` (pass 1's HR latent) in latent frame 0, frozen by the
+    denoise mask (per-token timestep 0 there); the conditioner still sees the LR latent. Frame 0 comes
+    back equal to `first` up to Euler's rounding (upscale_latents then writes it back exactly)."""
+    start = lr_latent.clone()
+    start[:, :, :1] = first
+    return _denoise(model, start, settings, positive, negative, conditioner, lr_latent,
+                    noise_mask=first_latent_mask(start))
+
+
+def upscale_latents(model, vae, images: torch.Tensor, settings: UpscaleSettings, positive=None, negative=None,
+                    conditioner=None) -> Upscaled:
+    """Steps 1-3 of the module docstring: IMAGE (N, h, w, C) -> the HR latent."""
+    if images.ndim != 4 or images.shape[0] < 1:
+        raise ValueError(f"images: expected an IMAGE batch (frames, height, width, channels), got "
+                         f"{tuple(images.shape)}")
+    info = chunked_vae.video_vae(vae)
+    size = target_size(images.shape[1], images.shape[2], settings.scale)
+    frames = LRFrames(images[..., :3], size, settings.resize_method, info.space_factor, info.time_factor)
+    latent = encode_frames(vae, frames)
+    comfy.model_management.throw_exception_if_processing_interrupted()
+    positive = positive if positive is not None else neutral_conditioning(model)
+    negative = negative if negative is not None else positive
+    tiling = concrete_tiling(model, latent.shape, settings)
+    if not settings.factorized or latent.shape[2] == 1:
+        return Upscaled(_denoise(model, latent, settings, positive, negative, conditioner), frames, tiling)
+    first_lr = encode_frames(vae, frames.first())
+    first = _denoise(model, first_lr, settings, positive, negative, conditioner)
+    comfy.model_management.throw_exception_if_processing_interrupted()
+    samples = denoise_factorized(model, latent, first, settings, positive, negative, conditioner)
+    samples[:, :, :1] = first
+    return Upscaled(samples, frames, tiling, first)
+
+
+def upscaled_blocks(vae, upscaled: Upscaled, settings: UpscaleSettings) -> Iterator[torch.Tensor]:
+    """Step 4 as finished frame blocks (n, H, W, 3) in [0, 1], in order; interrupts checked between blocks."""
+    frames, (height, width) = upscaled.frames, upscaled.frames.size
+    plan = chunked_vae.plan_decode(vae, upscaled.samples.shape, chunked_vae.ChunkOptions())
+    done = 0
+    for block in chunked_vae.decode_blocks(vae, upscaled.samples, plan, frames=frames.images.shape[0]):
+        comfy.model_management.throw_exception_if_processing_interrupted()
+        block = block[:, :height, :width]
+        reference = frames.reference(done, done + len(block))
+        done += len(block)
+        yield color_correction.correct(block, reference, settings.color_correction).clamp_(0.0, 1.0)
+        del block, reference
+
+
+def to_images(vae, upscaled: Upscaled, settings: UpscaleSettings) -> torch.Tensor:
+    """The whole IMAGE batch, filled block by block without a second copy."""
+    out, filled = None, 0
+    for block in upscaled_blocks(vae, upscaled, settings):
+        if out is None:
+            out = torch.empty((upscaled.frames.images.shape[0], *block.shape[1:]), dtype=block.dtype)
+        out[filled:filled + len(block)] = block
+        filled += len(block)
+    return out
 
 
 def upscale(model, vae, images: torch.Tensor, settings: UpscaleSettings, positive=None, negative=None,
             conditioner=None) -> torch.Tensor:
     """IMAGE (N, h, w, C) -> IMAGE (N, round(h scale), round(w scale), C); see the module docstring."""
-    if images.ndim != 4 or images.shape[0] < 1:
-        raise ValueError(f"images: expected an IMAGE batch (frames, height, width, channels), got "
-                         f"{tuple(images.shape)}")
-    images = images[..., :3]
-    info = chunked_vae.video_vae(vae)
-    size = target_size(images.shape[1], images.shape[2], settings.scale)
-    reference = resize_frames(images, size, settings.resize_method)
-    latent = _encode(vae, pad_frames(reference, info.space_factor, info.time_factor))
-    comfy.model_management.throw_exception_if_processing_interrupted()
-    positive = positive if positive is not None else neutral_conditioning(model)
-    negative = negative if negative is not None else positive
-    if conditioner is not None:
-        from .vsr_conditioning import apply_vsr_conditioner
+    upscaled = upscale_latents(model, vae, images, settings, positive, negative, conditioner)
+    return to_images(vae, upscaled, settings)
 
-        model = apply_vsr_conditioner(model, conditioner, latent)
-    samples = _denoise(model, latent, settings, positive, negative)
-    plan = chunked_vae.plan_decode(vae, samples.shape, chunked_vae.ChunkOptions())
-    out = chunked_vae.decode(vae, samples, plan, frames=images.shape[0])[:, :size[0], :size[1]]
-    return color_correction.correct(out, reference, settings.color_correction).clamp_(0.0, 1.0)
+
+def layout_image(vae, upscaled: Upscaled) -> torch.Tensor:
+    """The tile plan of the video pass over the first resized frame (patches/tile_preview.py)."""
+    info = chunked_vae.video_vae(vae)
+    tiling = upscaled.tiling or TilingSettings((1 << 30, 1 << 30), 0)
+    windows = tiling.plan(tuple(upscaled.samples.shape[2:]))
+    return tile_preview.draw_layout(upscaled.frames.reference(0, 1)[0], windows, info.space_factor,
+                                    info.time_factor, upscaled.frames.images.shape[0], upscaled.frames.size)

@@ -164,20 +164,58 @@ VSR_CONDITIONER = "ltxv_2b_vsr_conditioner.safetensors"  # trained with training
 TRAINING_FREE_VSR = "none (training-free SDEdit)"
 
 
-def ltxv_vsr(info, conditioner: str, strength: float) -> Workflow:
-    """A low-res video upscaled 2x with LTX-Video, tiled in latent space, chunked VAE, wavelet colour fix."""
+def ltxv_vsr(info, conditioner: str, strength: float, streamed: bool) -> Workflow:
+    """A low-res video upscaled 2x with LTX-Video: factorized (first frame first), auto tiles in latent space,
+    chunked VAE, wavelet colour fix; `streamed` decodes straight into the MP4 (TurboVSRUpscaleToVideo)."""
     w = Workflow(info)
     video = w.add("LoadVideo", title="Low-resolution video", file="low_res.mp4")
     parts = w.add("GetVideoComponents", video=(video, 0))
     ckpt = w.add("CheckpointLoaderSimple", ckpt_name=LTXV_CHECKPOINT)
     clip = w.add("CLIPLoader", clip_name=T5_ENCODER, type="ltxv")
     positive = w.add("CLIPTextEncode", title="Prompt", text="high quality, detailed, sharp", clip=(clip, 0))
-    upscaled = w.add("TurboVSRUpscale", model=(ckpt, 0), vae=(ckpt, 2), images=(parts, 0), scale=2.0, steps=4,
-                     strength=strength, seed=0, resize_method="lanczos", color_correction="wavelet",
-                     vsr_conditioner=conditioner, cfg=1.0, tile_size=16, tile_overlap=4, segment_length=0,
-                     segment_overlap=2, weights="cosine", tile_batch=1, positive=(positive, 0))
-    out = w.add("CreateVideo", images=(upscaled, 0), fps=24.0)
-    w.add("SaveVideo", video=(out, 0), filename_prefix="video/turbovsr", format="auto", codec="auto")
+    options = dict(model=(ckpt, 0), vae=(ckpt, 2), images=(parts, 0), scale=2.0, steps=4, strength=strength,
+                   seed=0, resize_method="lanczos", color_correction="wavelet", factorized=True,
+                   vsr_conditioner=conditioner, cfg=1.0, tile_size=0, memory_budget_mb=0, tile_overlap=4,
+                   segment_length=0, segment_overlap=2, weights="cosine", tile_batch=1, positive=(positive, 0))
+    if streamed:
+        upscaled = w.add("TurboVSRUpscaleToVideo", frame_rate=24.0, crf=19, **options)
+        w.add("SaveVideo", video=(upscaled, 0), filename_prefix="video/turbovsr", format="auto", codec="auto")
+    else:
+        upscaled = w.add("TurboVSRUpscale", **options)
+        out = w.add("CreateVideo", images=(upscaled, 0), fps=24.0)
+        w.add("SaveVideo", video=(out, 0), filename_prefix="video/turbovsr", format="auto", codec="auto")
+    w.add("PreviewImage", title="Tile layout", images=(upscaled, 1))
+    return w
+
+
+STUDENT_BUNDLE = "turbo2k_student_ltxv_2b_bundle.safetensors"  # DiT + adapters (save_dit_bundle, docs/adapters.md)
+
+
+def ltxv_lr_to_hr_student_tiled(info) -> Workflow:
+    """Turbo2K from building blocks: a student DiT with its embedded fusion adapter, the LR pass capturing
+    final-step features, the HR model fused and tiled, any sampler for the HR pass, streaming decode."""
+    w = Workflow(info)
+    ckpt, cond, lr_latent = ltxv_text_to_video_front(w, width=640, height=352, frames=121)
+    ckpt.title = "LTX-Video checkpoint (its VAE)"
+    student = w.add("TurboDiTLoader", unet_name=STUDENT_BUNDLE, weight_dtype="default", int8="off",
+                    step_embedder="embedded", fusion_adapter="embedded", vsr_conditioner="embedded")
+    sampler = w.add("KSamplerSelect", sampler_name="euler")
+    lr_sigmas = w.add("ManualSigmas", title="LR sigmas", sigmas=DISTILLED_LR_SIGMAS)
+    hr_sigmas = w.add("ManualSigmas", title="HR sigmas", sigmas=DISTILLED_HR_SIGMAS)
+    lr_guider = w.add("CFGGuider", model=(student, 0), positive=(cond, 0), negative=(cond, 1), cfg=1.0)
+    noise = w.add("RandomNoise", noise_seed=42)
+    lr_pass = w.add("TurboLRPass", noise=(noise, 0), guider=(lr_guider, 0), sampler=(sampler, 0),
+                    sigmas=(lr_sigmas, 0), latent_image=(lr_latent, 0), blocks="0, 7, 14, 21")
+    fused = w.add("TurboApplyLRFeatures", model=(student, 0), lr_features=(lr_pass, 1),
+                  adapter="from model (TurboDiTLoader)", strength=1.0)
+    tiled = w.add("TurboTiledModel", model=(fused, 0), tile_size=0, memory_budget_mb=0, tile_overlap=8,
+                  segment_length=0, segment_overlap=2, weights="cosine", tile_batch=1)
+    hr_guider = w.add("CFGGuider", model=(tiled, 0), positive=(cond, 0), negative=(cond, 1), cfg=1.0)
+    hr_latent = w.add("EmptyLTXVLatentVideo", title="HR latent (2x)", width=1280, height=704, length=121,
+                      batch_size=1)
+    hr = w.add("SamplerCustomAdvanced", noise=(noise, 0), guider=(hr_guider, 0), sampler=(sampler, 0),
+               sigmas=(hr_sigmas, 0), latent_image=(hr_latent, 0))
+    stream_decode_and_save(w, (ckpt, 2), (hr, 0), "turbo2k_student_tiled", 25.0)
     return w
 
 
@@ -231,8 +269,9 @@ def turbowan_i2v(info) -> Workflow:
 WORKFLOWS = {
     "ltxv_lr_to_hr_fusion_adapter.json": lambda info: ltxv_lr_to_hr(info, FUSION_ADAPTER),
     "ltxv_lr_to_hr_training_free.json": lambda info: ltxv_lr_to_hr(info, TRAINING_FREE_LRHR),
-    "ltxv_vsr_upscale_training_free.json": lambda info: ltxv_vsr(info, TRAINING_FREE_VSR, 0.4),
-    "ltxv_vsr_upscale_conditioner.json": lambda info: ltxv_vsr(info, VSR_CONDITIONER, 1.0),
+    "ltxv_lr_to_hr_student_dit_tiled.json": ltxv_lr_to_hr_student_tiled,
+    "ltxv_vsr_upscale_training_free.json": lambda info: ltxv_vsr(info, TRAINING_FREE_VSR, 0.4, streamed=True),
+    "ltxv_vsr_upscale_conditioner.json": lambda info: ltxv_vsr(info, VSR_CONDITIONER, 1.0, streamed=False),
     "ltxv_t2v_long_streaming_decode.json": ltxv_long_streaming,
     "ltxv_t2v_int8_sage_attention.json": ltxv_int8_sage,
     "ltxv_quantize_int8_and_save.json": ltxv_quantize_and_save,

@@ -209,3 +209,83 @@ def test_lrhr_errors_name_the_input(comfy, tiny_models, captured, adapters, case
     result = comfy.run(prompt)
     assert not result.ok
     assert message in result.execution_error["exception_message"], result.describe()
+
+
+def _pack(comfy, name):
+    return importlib.import_module(f"{comfy.pack_module.__name__}.{name}")
+
+
+@pytest.mark.parametrize("mode", ["trilinear", "nearest"])
+def test_lrhr_window_resize_is_the_crop_of_the_full_grid_resize(comfy, mode):
+    lr_features, fusion_blocks = _pack(comfy, "patches.lr_features"), _pack(comfy, "models.fusion_blocks")
+    generator = torch.Generator().manual_seed(int(torch.randint(0, 2**31, ())))
+    for src, dst in (((2, 3, 5), (4, 6, 10)), ((3, 4, 4), (5, 9, 7)), ((2, 2, 2), (2, 2, 2))):
+        tokens = torch.randn(2, src[0] * src[1] * src[2], 3, generator=generator, dtype=torch.float64)
+        full = fusion_blocks.resize_tokens(tokens, src, dst, mode).reshape(2, *dst, 3)
+        for _ in range(4):
+            window = [tuple(sorted(torch.randint(0, d + 1, (2,), generator=generator).tolist())) for d in dst]
+            window = [(a, b) if b > a else (a - 1, a) if a else (0, 1) for a, b in window]
+            expected = full[:, slice(*window[0]), slice(*window[1]), slice(*window[2])].reshape(2, -1, 3)
+            got = lr_features.resize_tokens_window(tokens, src, dst, window, mode)
+            torch.testing.assert_close(got, expected, rtol=0, atol=1e-12)
+
+
+def tiled_prompt(comfy, tiny_models, adapter, tile_size):
+    """hr_prompt with TurboTiledModel between TurboApplyLRFeatures and the HR guider (other inputs: defaults)."""
+    prompt = hr_prompt(tiny_models, adapter)
+    required = comfy.nodes.NODE_CLASS_MAPPINGS["TurboTiledModel"].INPUT_TYPES()["required"]
+    inputs = {name: spec[1]["default"] for name, spec in required.items() if name != "model"}
+    inputs.update(model=prompt["hr_guider"]["inputs"]["model"], tile_size=tile_size, tile_overlap=1,
+                  segment_length=0, tile_batch=1)
+    prompt["tiled"] = {"class_type": "TurboTiledModel", "inputs": inputs}
+    prompt["hr_guider"]["inputs"]["model"] = ["tiled", 0]
+    return prompt
+
+
+@pytest.fixture
+def window_addends(comfy, monkeypatch):
+    """Every window_addends call of the fusion patch: (inputs, outputs)."""
+    lr_features = _pack(comfy, "patches.lr_features")
+    calls, original = [], lr_features.window_addends
+
+    def recording(*args):
+        out = original(*args)
+        calls.append((args, out))
+        return out
+
+    monkeypatch.setattr(lr_features, "window_addends", recording)
+    return calls
+
+
+def test_lrhr_tiled_hr_model_with_one_tile_is_the_untiled_model(comfy, tiny_models, captured, adapters,
+                                                                 window_addends):
+    untiled = run(comfy, captured, hr_prompt(tiny_models, adapters["random"]))
+    tiled = run(comfy, captured, tiled_prompt(comfy, tiny_models, adapters["random"], tile_size=4))
+    torch.testing.assert_close(tiled, untiled, rtol=0, atol=1e-6)
+    assert window_addends == []
+
+
+def test_lrhr_tiled_windows_fuse_the_crop_of_the_full_grid_features(comfy, tiny_models, captured, adapters,
+                                                                     window_addends):
+    plain = run(comfy, captured, tiled_prompt(comfy, tiny_models, adapters["zero"], tile_size=2))
+    window_addends.clear()
+    prompt = tiled_prompt(comfy, tiny_models, adapters["random"], tile_size=2)
+    guided = run(comfy, captured, {**prompt, **graphs.capture(["lr_pass", 1], "features")})
+    assert float((guided - plain).norm() / plain.norm()) > 1e-2
+    spans = ((0, 2), (1, 3), (2, 4))
+    expected_windows = {((0, 2), rows, cols) for rows in spans for cols in spans}
+    assert len(window_addends) == 3 * 2 * len(expected_windows)  # steps x fused blocks x windows
+    assert {window for (*_, windows, _), _ in window_addends for window in windows} == expected_windows
+    import folder_paths
+
+    adapter = _pack(comfy, "models.fusion_blocks").load_fusion_adapter(
+        folder_paths.get_full_path_or_raise("turbovideo", adapters["random"]))
+    lr = captured["features"]
+    for (_, hr_block, lr_block, full_grid, windows, _), parts in window_addends:
+        assert (lr.grid, tuple(full_grid), hr_block) == ((2, 2, 2), (2, 4, 4), lr_block)
+        with torch.inference_mode():  # independent of the patch: the adapter file on the captured features
+            full = adapter(hr_block, lr.features[lr_block], lr.grid, full_grid).reshape(1, *full_grid, -1)
+        for window, part in zip(windows, parts):
+            crop = full[:, slice(*window[0]), slice(*window[1]), slice(*window[2])].reshape(part.shape)
+            assert float((part - crop).abs().max()) <= 1e-6 * float(crop.abs().max())
+            assert float(crop.abs().max()) > 1e-3

@@ -20,10 +20,11 @@ LTX_LATENT = {"class_type": "EmptyLTXVLatentVideo",  # 8 x 8 latent cells, 5 lat
               "inputs": {"width": 256, "height": 256, "length": 33, "batch_size": 1}}
 
 
-def tiled(model, tile, overlap=4, segment=0, segment_overlap=2, weights="cosine", tile_batch=1):
+def tiled(model, tile, overlap=4, segment=0, segment_overlap=2, weights="cosine", tile_batch=1,
+          budget_mb=0):
     return {"class_type": "TurboTiledModel", "inputs": {
-        "model": model, "tile_size": tile, "tile_overlap": overlap, "segment_length": segment,
-        "segment_overlap": segment_overlap, "weights": weights, "tile_batch": tile_batch}}
+        "model": model, "tile_size": tile, "memory_budget_mb": budget_mb, "tile_overlap": overlap,
+        "segment_length": segment, "segment_overlap": segment_overlap, "weights": weights, "tile_batch": tile_batch}}
 
 
 def wan_prompt(tiny_models, tiling=None, sampler="ksampler"):

@@ -355,3 +355,12 @@ def test_interrupt_is_checked_before_every_vae_call(host):
     finally:
         comfy.model_management.interrupt_current_processing(False)
     assert vae.decode_calls == 1
+
+
+def test_a_stop_before_the_first_frame_surfaces_as_the_stop_and_leaves_no_file(host, tmp_path):
+    stream = sys.modules[host.pack_module.__name__ + ".patches.video_stream"]
+    path = tmp_path / "never_written.mp4"
+    with pytest.raises(KeyboardInterrupt):
+        with stream.VideoFileWriter(str(path), frame_rate=24):
+            raise KeyboardInterrupt  # what an interrupt raised by the first chunk's VAE call looks like
+    assert not path.exists()

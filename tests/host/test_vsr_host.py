@@ -38,7 +38,8 @@ def upscale(host, captured, tiny_models, video, **widgets):
     SOURCES["video"] = video
     inputs = {"model": ["ckpt", 0], "vae": ["ckpt", 2], "images": ["src", 0], "scale": 2.0, "steps": 2,
               "strength": 0.5, "seed": 3, "resize_method": "bicubic", "color_correction": "none",
-              "tile_size": 0, "tile_overlap": 2, "segment_length": 0, "segment_overlap": 2, "weights": "cosine",
+              "factorized": False, "tile_size": 0, "memory_budget_mb": 0, "tile_overlap": 2, "segment_length": 0,
+              "segment_overlap": 2, "weights": "cosine",
               "tile_batch": 1, "vsr_conditioner": "none (training-free SDEdit)", "cfg": 1.0}
     inputs.update(widgets)
     prompt = {"ckpt": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": tiny_models["ltxv_checkpoint"]}},
@@ -53,7 +54,7 @@ def upscale(host, captured, tiny_models, video, **widgets):
     return out
 
 
-@pytest.mark.parametrize("frames,height,width", [(1, 64, 64), (9, 64, 64), (10, 40, 48)])
+@pytest.mark.parametrize("frames,height,width", [(1, 64, 64), (9, 64, 64), (10, 40, 48), (9, 32, 32)])
 def test_frame_count_and_size_are_exact(host, captured, tiny_models, frames, height, width):
     out = upscale(host, captured, tiny_models, lr_video(frames, height, width, seed=frames))
     assert tuple(out.shape) == (frames, 2 * height, 2 * width, 3)
@@ -134,7 +135,8 @@ def test_bad_inputs_name_the_input(host, captured, tiny_models):
               "vsr": {"class_type": "TurboVSRUpscale", "inputs": {
                   "model": ["ckpt", 0], "vae": ["ckpt", 2], "images": ["src", 0], "scale": 2.0, "steps": 2,
                   "strength": 0.5, "seed": 0, "resize_method": "bicubic", "color_correction": "none",
-                  "tile_size": 4, "tile_overlap": 4, "segment_length": 0, "segment_overlap": 2,
+                  "factorized": False, "tile_size": 4, "memory_budget_mb": 0, "tile_overlap": 4,
+                  "segment_length": 0, "segment_overlap": 2,
                   "weights": "cosine", "tile_batch": 1, "vsr_conditioner": "none (training-free SDEdit)", "cfg": 1.0}},
               "cap": {"class_type": "TurboTestCapture", "inputs": {"value": ["vsr", 0], "key": "out"}}}
     result = host.run(prompt)

@@ -52,7 +52,12 @@ def test_fresh_conditioner_is_the_identity():
     conditioner = vc.VSRConditioner(WIDTH).double()
     hidden, lr = inputs(6)
     assert float(conditioner.scale.detach()) == 0.0
-    assert torch.equal(conditioner(hidden, lr), hidden)
+    with torch.no_grad():
+        assert torch.equal(conditioner(hidden, lr), hidden)
+    out = conditioner(hidden, lr)  # training from zero: the same values, and a gradient for the scale
+    torch.testing.assert_close(out, hidden, rtol=0, atol=1e-12)
+    out.mul(torch.randn_like(out)).sum().backward()
+    assert conditioner.scale.grad is not None and float(conditioner.scale.grad.abs()) > 0
 
 
 def test_latent_tokens_follow_the_patchifier_order():

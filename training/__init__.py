@@ -1,0 +1,1 @@
+"""Adapter training (docs/training.md): `python training/train.py <objective>`; objectives in objectives/."""

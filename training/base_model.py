@@ -1,0 +1,222 @@
+"""The frozen base model that adapters are trained on: ComfyUI's own LTX-Video model, driven directly.
+
+`load_base` loads a DiT (UNETLoader's path, comfy.sd.load_diffusion_model) or a full checkpoint
+(CheckpointLoaderSimple's path: DiT + VAE) into a ModelPatcher, freezes it and patches it onto the
+training device. Adapters are installed with the SAME patch functions the nodes use (object patches,
+block-replace patches, wrappers on a clone of `base.patcher`), so what is trained is what the nodes run.
+
+`Base.velocity(patcher, x, sigma, context)` calls `patcher.model.apply_model` with the patcher's
+transformer_options and wrappers (as ComfyUI's samplers merge them) and returns the model's raw output:
+for LTX-Video (CONST / flow) that is the velocity v = noise - x0 of x_sigma = (1 - sigma) x0 + sigma noise,
+taken before ComfyUI turns it into x0 (so no division by a small sigma). Gradients flow into whatever
+adapter parameters the patches hold; the base weights have requires_grad False.
+
+Object patches live on the ONE shared diffusion model, so only one patcher can be active at a time:
+`velocity` swaps patchers (unpatch the previous, patch the new) when called with another one.
+The model is patched with patch_model directly, not through comfy.model_management, so ComfyUI's
+memory manager never evicts (and silently unpatches) it in the middle of training.
+"""
+from __future__ import annotations
+
+import os
+import pathlib
+import sys
+from dataclasses import dataclass, field
+
+import torch
+
+CAPTION_CHANNELS = 4096  # T5-XXL width, LTX-Video's caption_channels
+DEFAULT_CONTEXT_TOKENS = 8
+RAW_OUTPUT_KEY = "turbovideo_training_raw_output"
+
+
+@dataclass
+class Base:
+    patcher: object  # comfy.model_patcher.ModelPatcher, frozen
+    vae: object | None  # comfy.sd.VAE or None (then batches must carry latents)
+    device: torch.device
+    dtype: torch.dtype
+    context_tokens: torch.Tensor | None = None  # (L, 4096) precomputed caption embedding, or None -> zeros
+    context_mask: torch.Tensor | None = None  # (L,) 1 = real token
+    config_metadata: str | None = None  # the DiT file's "config" metadata (written back with a trained DiT)
+    active: object = field(default=None, repr=False)
+
+    @property
+    def diffusion_model(self):
+        return self.patcher.model.diffusion_model
+
+    def use(self, patcher) -> None:
+        """Makes `patcher`'s object patches the ones applied to the shared model."""
+        if patcher is self.active or (self.active is not None and _same_patches(patcher, self.active)):
+            return
+        if self.active is not None:
+            self.active.unpatch_model()
+        patcher.patch_model(device_to=self.device)
+        self.active = patcher
+
+    def context(self, batch_size: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(B, L, 4096) caption embedding and its (B, L) mask: the --context file, else zeros (no mask)."""
+        if self.context_tokens is None:
+            zeros = torch.zeros(batch_size, DEFAULT_CONTEXT_TOKENS, CAPTION_CHANNELS, device=self.device)
+            return zeros.to(self.dtype), None
+        tokens = self.context_tokens.to(self.device, self.dtype).expand(batch_size, -1, -1)
+        mask = None if self.context_mask is None else self.context_mask.to(self.device).expand(batch_size, -1)
+        return tokens, mask
+
+    def transformer_options(self, patcher, **entries) -> dict:
+        """The patcher's transformer_options with its wrappers merged in, as ComfyUI's samplers build them."""
+        import comfy.patcher_extension as extension
+
+        options = extension.copy_nested_dicts(patcher.model_options.get("transformer_options", {}))
+        extension.merge_nested_dicts(options.setdefault("wrappers", {}), patcher.wrappers, copy_dict1=False)
+        options.setdefault("cond_or_uncond", [0])
+        options.update(entries)
+        return options
+
+    def velocity(self, patcher, x: torch.Tensor, sigma: torch.Tensor, context=None, context_mask=None,
+                 options: dict | None = None, **extra_conds) -> torch.Tensor:
+        """v for x (B, C, T, H, W) at per-sample sigma (B,); context (B, L, 4096) defaults to self.context."""
+        import comfy.patcher_extension as extension
+
+        self.use(patcher)
+        sigma = sigma.to(self.device, torch.float32).reshape(-1)
+        if context is None:
+            context, context_mask = self.context(x.shape[0])
+        extra_conds["attention_mask"] = context_mask  # LTX's forward takes it positionally, None is allowed
+        raw = []
+
+        def keep_raw_output(executor, *args, **kwargs):
+            out = executor(*args, **kwargs)
+            raw.append(out)
+            return out
+
+        options = self.transformer_options(patcher, sigmas=sigma, **(options or {}))
+        extension.add_wrapper_with_key(extension.WrappersMP.DIFFUSION_MODEL, RAW_OUTPUT_KEY, keep_raw_output, options)
+        with torch.autograd.graph.saved_tensors_hooks(_keep_copy, _unpack):
+            self.patcher.model.apply_model(x.to(self.device), sigma, c_crossattn=context,
+                                           transformer_options=options, **extra_conds)
+        return raw[-1].float()
+
+    @torch.no_grad()
+    def encode(self, frames: torch.Tensor) -> torch.Tensor:
+        """frames (B, F, H, W, 3) in [0, 1] -> latent (B, 128, T, h, w) on self.device, clip by clip."""
+        if self.vae is None:
+            raise ValueError("no VAE: pass --vae (or a full checkpoint as --model) to train on frames, "
+                             "or give the batches precomputed 'latent' tensors")
+        if frames.ndim != 5 or frames.shape[-1] != 3:
+            raise ValueError(f"frames must be (B, F, H, W, 3) in [0, 1], got shape {tuple(frames.shape)}")
+        latents = [self.vae.encode(clip.float().cpu()) for clip in frames]
+        return torch.cat(latents).to(self.device, torch.float32).clone()
+
+
+def ensure_comfy() -> None:
+    """Makes ComfyUI importable (COMFYUI_PATH, or the ComfyUI that holds this pack in custom_nodes) and boots
+    comfy.model_management on the CPU when there is no GPU; under torchrun each rank takes its LOCAL_RANK GPU."""
+    if "comfy.model_management" in sys.modules:
+        return
+    pack_root = pathlib.Path(__file__).resolve().parents[1]
+    candidates = [pathlib.Path(os.environ["COMFYUI_PATH"])] if os.environ.get("COMFYUI_PATH") else []
+    if pack_root.parent.name == "custom_nodes":
+        candidates.append(pack_root.parent.parent)
+    root = next((c for c in candidates if (c / "comfy").is_dir()), None)
+    if root is None:
+        tried = [str(c) for c in candidates]
+        raise RuntimeError("ComfyUI not found: set COMFYUI_PATH to the ComfyUI folder (the one with main.py), "
+                           f"or run from a pack installed in ComfyUI/custom_nodes (tried {tried})")
+    if str(root) not in sys.path:
+        sys.path.insert(0, str(root))
+    import comfy.cli_args
+
+    if torch.cuda.is_available():
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+    else:
+        comfy.cli_args.args.cpu = True
+    import comfy.model_management  # noqa: F401  reads args once, at import
+
+
+def _keep_copy(tensor: torch.Tensor) -> torch.Tensor:
+    # Core's LTX blocks update their hidden states in place (x.addcmul_, x +=) after autograd saved them,
+    # which fails the backward pass ("modified by an inplace operation"). Tensors on the gradient path are
+    # saved as copies; frozen weights and other tensors without grad are saved as they are (no copy).
+    return tensor.clone() if tensor.requires_grad else tensor
+
+
+def _unpack(tensor: torch.Tensor) -> torch.Tensor:
+    return tensor
+
+
+def _same_patches(a, b) -> bool:
+    """Clones that differ only in model_options (block patches, wrappers) need no re-patching."""
+    same_objects = a.object_patches.keys() == b.object_patches.keys() and all(
+        a.object_patches[k] is b.object_patches[k] for k in a.object_patches)
+    return same_objects and a.patches_uuid == b.patches_uuid
+
+
+def _freeze(patcher) -> None:
+    for parameter in patcher.model.parameters():
+        parameter.requires_grad_(False)
+
+
+def _load_vae(path: str):
+    import comfy.sd
+    import comfy.utils
+
+    state_dict, metadata = comfy.utils.load_torch_file(path, return_metadata=True)
+    return comfy.sd.VAE(sd=state_dict, metadata=metadata)
+
+
+def _is_full_checkpoint(path: str) -> bool:
+    from safetensors import safe_open
+
+    if not path.endswith(".safetensors"):
+        return False
+    with safe_open(path, framework="pt") as handle:
+        return any(key.startswith("model.diffusion_model.") for key in handle.keys())
+
+
+def _config_metadata(path: str) -> str | None:
+    from safetensors import safe_open
+
+    if not path.endswith(".safetensors"):
+        return None
+    with safe_open(path, framework="pt") as handle:
+        return (handle.metadata() or {}).get("config")
+
+
+def read_context(path) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """A --context file: safetensors with `context` (L, 4096) or (1, L, 4096), optional `attention_mask` (L,)."""
+    from safetensors.torch import load_file
+
+    tensors = load_file(str(path))
+    if "context" not in tensors:
+        raise ValueError(f"--context {path}: no 'context' tensor; save the caption embedding (L, 4096) under "
+                         "the key 'context' (docs/training.md)")
+    context = tensors["context"].float()
+    context = context[0] if context.ndim == 3 else context
+    if context.ndim != 2 or context.shape[-1] != CAPTION_CHANNELS:
+        raise ValueError(f"--context {path}: 'context' must be (L, {CAPTION_CHANNELS}), got {tuple(context.shape)}")
+    mask = tensors.get("attention_mask")
+    return context, None if mask is None else mask.reshape(-1).long()
+
+
+def load_base(dit_path, vae_path=None, device=None, dtype=torch.float32, context_path=None) -> Base:
+    """A frozen LTX-Video base on `device`; dit_path is a DiT file or a full checkpoint (then its VAE too)."""
+    ensure_comfy()
+    import comfy.model_management
+    import comfy.sd
+
+    dit_path = str(pathlib.Path(dit_path))
+    device = torch.device(device) if device is not None else comfy.model_management.get_torch_device()
+    vae = None
+    if _is_full_checkpoint(dit_path):
+        patcher, _, vae = comfy.sd.load_checkpoint_guess_config(
+            dit_path, output_vae=vae_path is None, output_clip=False, model_options={"dtype": dtype})[:3]
+    else:
+        patcher = comfy.sd.load_diffusion_model(dit_path, model_options={"dtype": dtype})
+    if vae_path is not None:
+        vae = _load_vae(str(vae_path))
+    _freeze(patcher)
+    context, mask = read_context(context_path) if context_path is not None else (None, None)
+    base = Base(patcher, vae, device, dtype, context, mask, _config_metadata(dit_path))
+    base.use(patcher)
+    return base

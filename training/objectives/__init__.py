@@ -1,0 +1,1 @@
+"""Training objectives; each module exposes OBJECTIVE, an Objective subclass (training/objective.py)."""
