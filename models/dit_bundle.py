@@ -109,18 +109,18 @@ def build_adapter(kind: str, tensors: dict, metadata: dict, where: str):
     """The float32 module of one embedded adapter; (embedder, trained step sizes) for the step-size kind."""
     label = LABELS[kind]
     if kind == FUSION:
-        adapter = fusion_blocks._adapter_from_metadata(where, metadata)
+        adapter = fusion_blocks.adapter_from_metadata(where, metadata)
         expected = {PREFIXES[FUSION] + k: v.shape for k, v in adapter.state_dict().items()}
         checked = _checked_tensors(tensors, expected, where, label)
         adapter.load_state_dict({k[len(PREFIXES[FUSION]):]: v for k, v in checked.items()})
         return adapter.requires_grad_(False)
     if kind == STEP:
-        width, sizes = step_embedder._read_metadata(where, metadata)
+        width, sizes = step_embedder.read_metadata(where, metadata)
         checked = _checked_tensors(tensors, step_embedder.expected_shapes(width), where, label)
         embedder = step_embedder.StepSizeEmbedder(width)
         embedder.load_state_dict({k[len(PREFIXES[STEP]):]: v for k, v in checked.items()})
         return embedder.requires_grad_(False), sizes
-    width, channels = vsr_conditioner._read_metadata(where, metadata)
+    width, channels = vsr_conditioner.read_metadata(where, metadata)
     checked = _checked_tensors(tensors, vsr_conditioner.expected_shapes(width, channels), where, label)
     conditioner = vsr_conditioner.VSRConditioner(width, channels)
     conditioner.load_state_dict(checked)

@@ -51,6 +51,36 @@ def resize_tokens(tokens: torch.Tensor, src_grid: Sequence[int], dst_grid: Seque
     return volume.permute(0, 2, 3, 4, 1).reshape(batch, -1, width)
 
 
+def _axis_weights(src: int, dst: int, span: tuple[int, int], mode: str) -> torch.Tensor:
+    """[stop - start, src] float64: output cells start..stop-1 of resizing src -> dst cells, as F.interpolate
+    does it (trilinear with half-pixel centres, or nearest-exact), one axis at a time."""
+    index = torch.arange(span[0], span[1], dtype=torch.float64)
+    rows = torch.arange(len(index))
+    weights = torch.zeros(len(index), src, dtype=torch.float64)
+    scale = src / dst
+    if mode == "nearest":
+        weights[rows, torch.floor((index + 0.5) * scale).clamp(max=src - 1).long()] = 1.0
+        return weights
+    position = ((index + 0.5) * scale - 0.5).clamp(min=0.0)
+    low = torch.floor(position).long().clamp(max=src - 1)
+    fraction = position - low
+    weights.index_put_((rows, low), 1.0 - fraction, accumulate=True)
+    weights.index_put_((rows, (low + 1).clamp(max=src - 1)), fraction, accumulate=True)
+    return weights
+
+
+def resize_tokens_window(tokens: torch.Tensor, src_grid, dst_grid, window, mode: str = "trilinear") -> torch.Tensor:
+    """The window ((t0, t1), (h0, h1), (w0, w1)) of resize_tokens(tokens, src_grid, dst_grid, mode), computed
+    without the full dst grid: [B, T*H*W, D] on src_grid -> [B, window cells, D]."""
+    batch, _, width = tokens.shape
+    volume = tokens.reshape(batch, *src_grid, width)
+    t, h, w = (_axis_weights(int(s), int(d), span, mode).to(tokens)
+               for s, d, span in zip(src_grid, dst_grid, window))
+    volume = torch.einsum("btyxd,it->biyxd", volume, t)
+    volume = torch.einsum("biyxd,jy->bijxd", volume, h)
+    return torch.einsum("bijxd,kx->bijkd", volume, w).reshape(batch, -1, width)
+
+
 class GatedMLP(nn.Module):
     """h + fc2(GELU(fc1(h)) * sigmoid(gate(h)))."""
 
@@ -139,7 +169,7 @@ def _open(path: str):
     return open_adapter(path, "fusion adapter", "save_fusion_adapter", "docs/lrhr.md")
 
 
-def _adapter_from_metadata(path: str, metadata: dict | None) -> FusionAdapter:
+def adapter_from_metadata(path: str, metadata: dict | None) -> FusionAdapter:
     metadata = check_adapter_metadata(path, metadata, ADAPTER_KIND, FORMAT_VERSION, "fusion adapter",
                                       "save_fusion_adapter", "docs/lrhr.md")
     try:
@@ -155,14 +185,14 @@ def read_fusion_header(path) -> FusionAdapter:
     """An untrained adapter built from the file's metadata alone; raises if it is not a fusion adapter."""
     path = str(pathlib.Path(path))
     with _open(path) as handle:
-        return _adapter_from_metadata(path, handle.metadata())
+        return adapter_from_metadata(path, handle.metadata())
 
 
 def load_fusion_adapter(path) -> FusionAdapter:
     """Reads an adapter file -> a float32 FusionAdapter on the CPU; every key and shape is checked."""
     path = str(pathlib.Path(path))
     with _open(path) as handle:
-        adapter = _adapter_from_metadata(path, handle.metadata())
+        adapter = adapter_from_metadata(path, handle.metadata())
         expected = {KEY_PREFIX + k: tuple(v.shape) for k, v in adapter.state_dict().items()}
         missing = sorted(set(expected) - set(handle.keys()))
         extra = sorted(set(handle.keys()) - set(expected))

@@ -91,7 +91,7 @@ def save_step_embedder(path, embedder: StepSizeEmbedder, trained_step_sizes: Seq
     save_file(tensors, str(path), metadata=metadata)
 
 
-def _read_metadata(path: str, metadata: dict | None) -> tuple[int, list[float]]:
+def read_metadata(path: str, metadata: dict | None) -> tuple[int, list[float]]:
     metadata = check_adapter_metadata(path, metadata, ADAPTER_KIND, FORMAT_VERSION, "step-size adapter",
                                       "save_step_embedder", "docs/adapters.md")
     try:
@@ -127,14 +127,14 @@ def read_step_embedder_header(path) -> tuple[int, list[float]]:
     """(width, trained step sizes) from the file's metadata alone; raises if it is not a step-size adapter."""
     path = str(pathlib.Path(path))
     with _open(path) as handle:
-        return _read_metadata(path, handle.metadata())
+        return read_metadata(path, handle.metadata())
 
 
 def load_step_embedder(path) -> tuple[StepSizeEmbedder, list[float]]:
     """Reads an adapter file -> (float32 embedder on the CPU, its trained step sizes)."""
     path = str(pathlib.Path(path))
     with _open(path) as handle:
-        width, sizes = _read_metadata(path, handle.metadata())
+        width, sizes = read_metadata(path, handle.metadata())
         tensors = _read_tensors(path, handle, width)
     embedder = StepSizeEmbedder(width)
     embedder.load_state_dict({k[len(KEY_PREFIX):]: v for k, v in tensors.items()})

@@ -67,7 +67,7 @@ def save_vsr_conditioner(path, conditioner: VSRConditioner) -> None:
     save_file(tensors, str(path), metadata=metadata)
 
 
-def _read_metadata(path, metadata: dict | None) -> tuple[int, int]:
+def read_metadata(path, metadata: dict | None) -> tuple[int, int]:
     metadata = check_adapter_metadata(path, metadata, ADAPTER_KIND, FORMAT_VERSION, "VSR conditioner",
                                       "save_vsr_conditioner", "docs/vsr.md")
     try:
@@ -84,12 +84,12 @@ def _read_metadata(path, metadata: dict | None) -> tuple[int, int]:
 def read_vsr_conditioner_header(path) -> tuple[int, int]:
     """(width, latent channels) from the metadata alone; raises if the file is not a VSR conditioner."""
     with safe_open(str(path), framework="pt") as handle:
-        return _read_metadata(path, handle.metadata())
+        return read_metadata(path, handle.metadata())
 
 
 def load_vsr_conditioner(path) -> VSRConditioner:
     with safe_open(str(path), framework="pt") as handle:
-        width, channels = _read_metadata(path, handle.metadata())
+        width, channels = read_metadata(path, handle.metadata())
         expected = expected_shapes(width, channels)
         keys = set(handle.keys())
         if keys != set(expected):

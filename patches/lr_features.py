@@ -12,7 +12,7 @@ latent's shape into transformer_options (LTX-Video patchifies with patch size 1:
 Apply (apply_lr_features): a clone of the HR MODEL whose patches add
 strength * adapter(block, LR features) to the chosen blocks' outputs (cond and uncond entries alike),
 so any sampler drives the HR pass. Nothing is decoded or encoded between the passes. Under
-TurboTiledModel each window adds its crop of the addend on the FULL HR grid (resize_tokens_window).
+TurboTiledModel each window adds its crop of the addend on the FULL HR grid (models/fusion_blocks.resize_tokens_window).
 """
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ import comfy.utils
 import latent_preview
 import torch
 
-from ..models.fusion_blocks import FusionAdapter
+from ..models.fusion_blocks import FusionAdapter, resize_tokens_window
 from .tiled_model import WINDOWS_KEY
 
 GRID_KEY = "turbo_token_grid"
@@ -195,36 +195,6 @@ class _ApplyState:
         finally:
             self.cache.clear()
             self.projected.clear()
-
-
-def _axis_weights(src: int, dst: int, span: tuple[int, int], mode: str) -> torch.Tensor:
-    """[stop - start, src] float64: output cells start..stop-1 of resizing src -> dst cells, as F.interpolate
-    does it (trilinear with half-pixel centres, or nearest-exact), one axis at a time."""
-    index = torch.arange(span[0], span[1], dtype=torch.float64)
-    rows = torch.arange(len(index))
-    weights = torch.zeros(len(index), src, dtype=torch.float64)
-    scale = src / dst
-    if mode == "nearest":
-        weights[rows, torch.floor((index + 0.5) * scale).clamp(max=src - 1).long()] = 1.0
-        return weights
-    position = ((index + 0.5) * scale - 0.5).clamp(min=0.0)
-    low = torch.floor(position).long().clamp(max=src - 1)
-    fraction = position - low
-    weights.index_put_((rows, low), 1.0 - fraction, accumulate=True)
-    weights.index_put_((rows, (low + 1).clamp(max=src - 1)), fraction, accumulate=True)
-    return weights
-
-
-def resize_tokens_window(tokens: torch.Tensor, src_grid, dst_grid, window, mode: str = "trilinear") -> torch.Tensor:
-    """The window ((t0, t1), (h0, h1), (w0, w1)) of resize_tokens(tokens, src_grid, dst_grid, mode), computed
-    without the full dst grid: [B, T*H*W, D] on src_grid -> [B, window cells, D]."""
-    batch, _, width = tokens.shape
-    volume = tokens.reshape(batch, *src_grid, width)
-    t, h, w = (_axis_weights(int(s), int(d), span, mode).to(tokens)
-               for s, d, span in zip(src_grid, dst_grid, window))
-    volume = torch.einsum("btyxd,it->biyxd", volume, t)
-    volume = torch.einsum("biyxd,jy->bijxd", volume, h)
-    return torch.einsum("bijxd,kx->bijkd", volume, w).reshape(batch, -1, width)
 
 
 def window_addends(state: _ApplyState, hr_block: int, lr_block: int, full_grid, windows, device) -> list:

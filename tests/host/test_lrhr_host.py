@@ -215,21 +215,6 @@ def _pack(comfy, name):
     return importlib.import_module(f"{comfy.pack_module.__name__}.{name}")
 
 
-@pytest.mark.parametrize("mode", ["trilinear", "nearest"])
-def test_lrhr_window_resize_is_the_crop_of_the_full_grid_resize(comfy, mode):
-    lr_features, fusion_blocks = _pack(comfy, "patches.lr_features"), _pack(comfy, "models.fusion_blocks")
-    generator = torch.Generator().manual_seed(int(torch.randint(0, 2**31, ())))
-    for src, dst in (((2, 3, 5), (4, 6, 10)), ((3, 4, 4), (5, 9, 7)), ((2, 2, 2), (2, 2, 2))):
-        tokens = torch.randn(2, src[0] * src[1] * src[2], 3, generator=generator, dtype=torch.float64)
-        full = fusion_blocks.resize_tokens(tokens, src, dst, mode).reshape(2, *dst, 3)
-        for _ in range(4):
-            window = [tuple(sorted(torch.randint(0, d + 1, (2,), generator=generator).tolist())) for d in dst]
-            window = [(a, b) if b > a else (a - 1, a) if a else (0, 1) for a, b in window]
-            expected = full[:, slice(*window[0]), slice(*window[1]), slice(*window[2])].reshape(2, -1, 3)
-            got = lr_features.resize_tokens_window(tokens, src, dst, window, mode)
-            torch.testing.assert_close(got, expected, rtol=0, atol=1e-12)
-
-
 def tiled_prompt(comfy, tiny_models, adapter, tile_size):
     """hr_prompt with TurboTiledModel between TurboApplyLRFeatures and the HR guider (other inputs: defaults)."""
     prompt = hr_prompt(tiny_models, adapter)
