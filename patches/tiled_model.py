@@ -151,6 +151,31 @@ def _tiled_wrapper(settings: TilingSettings):
     return apply_model
 
 
+def window_noise_shape(settings: TilingSettings, model, noise_shape) -> list[int]:
+    """What one tiled model call holds: tile_batch windows of the largest window's size. ComfyUI sizes the
+    model load from this (estimate_memory), so a big video does not push a tiled model into partial loading."""
+    if len(noise_shape) != 5:
+        return list(noise_shape)
+    batch, channels, frames, height, width = noise_shape
+    active = settings
+    if settings.auto:
+        budget = settings.budget_bytes if settings.budget_bytes is not None else free_memory_for(model)
+        with_uncond = [2 * batch, *noise_shape[1:]]  # the estimate ComfyUI makes counts cond + uncond
+        active = resolve_tile(settings, model.model, with_uncond, budget)
+    windows = active.plan((frames, height, width))
+    largest = max(windows, key=lambda w: (w.frames[1] - w.frames[0]) * (w.rows[1] - w.rows[0]) *
+                  (w.cols[1] - w.cols[0]))
+    size = [b - a for a, b in (largest.frames, largest.rows, largest.cols)]
+    return [batch * min(active.tile_batch, len(windows)), channels, *size]
+
+
+def _prepare_sampling_wrapper(settings: TilingSettings):
+    def prepare_sampling(executor, model, noise_shape, *args, **kwargs):
+        return executor(model, window_noise_shape(settings, model, noise_shape), *args, **kwargs)
+
+    return prepare_sampling
+
+
 def is_tiled(model) -> bool:
     return bool(comfy.patcher_extension.get_wrappers_with_key(APPLY_MODEL, WRAPPER_KEY, model.model_options,
                                                               is_model_options=True))
@@ -174,4 +199,6 @@ def apply_tiling(model, settings: TilingSettings):
                          "first TurboTiledModel instead of chaining two")
     patched = model.clone()
     patched.add_wrapper_with_key(APPLY_MODEL, WRAPPER_KEY, _tiled_wrapper(settings))
+    patched.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.PREPARE_SAMPLING, WRAPPER_KEY,
+                                 _prepare_sampling_wrapper(settings))
     return patched

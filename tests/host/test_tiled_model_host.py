@@ -130,3 +130,26 @@ def test_interrupt_stops_between_tiles(comfy, tiny_models, captured, monkeypatch
 def test_bad_settings_name_the_input(comfy, tiny_models, captured):
     result = comfy.run(wan_prompt(tiny_models, dict(tile=6, overlap=6)))
     assert not result.ok and "tile_overlap" in str(result.node_errors) + str(result.error)
+
+
+@pytest.mark.parametrize("tiling,expected", [
+    (None, [1, 128, 5, 8, 8]),  # untiled: ComfyUI's own estimate, the whole latent
+    ({"tile": 4, "overlap": 2}, [1, 128, 5, 4, 4]),
+    ({"tile": 4, "overlap": 2, "tile_batch": 3}, [3, 128, 5, 4, 4]),
+    ({"tile": 4, "overlap": 2, "segment": 3, "segment_overlap": 2}, [1, 128, 3, 4, 4]),
+    ({"tile": 0, "overlap": 2, "budget_mb": 1 << 20}, [1, 128, 5, 8, 8]),  # auto, everything fits: one window
+])
+def test_the_model_load_is_sized_for_one_window(comfy, tiny_models, captured, monkeypatch, tiling, expected):
+    """ComfyUI decides how much of the model to load from estimate_memory(noise_shape); tiled, that is the
+    shape one model call holds, so a long or large video does not push the weights into partial loading."""
+    helpers = importlib.import_module("comfy.sampler_helpers")
+    shapes = []
+    original = helpers.estimate_memory
+
+    def spy(model, noise_shape, conds):
+        shapes.append(list(noise_shape))
+        return original(model, noise_shape, conds)
+
+    monkeypatch.setattr(helpers, "estimate_memory", spy)
+    run_latent(comfy, captured, ltx_prompt(tiny_models, tiling))
+    assert shapes == [expected]
