@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from host import graphs
+from host.test_only_nodes import SOURCES
 
 pytestmark = pytest.mark.host
 
@@ -153,3 +154,66 @@ def test_the_model_load_is_sized_for_one_window(comfy, tiny_models, captured, mo
     monkeypatch.setattr(helpers, "estimate_memory", spy)
     run_latent(comfy, captured, ltx_prompt(tiny_models, tiling))
     assert shapes == [expected]
+
+
+def guide_prompt(tiny_models, tiling):
+    """LTXVAddGuide (an image guide at frame 0) -> KSampler on the tiny LTX checkpoint, optionally tiled."""
+    SOURCES["tiled_guide"] = torch.rand(1, 128, 128, 3, generator=torch.Generator().manual_seed(4))
+    prompt = {"ckpt": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": tiny_models["ltxv_checkpoint"]}},
+              "pos": {"class_type": "TurboTestConditioning",
+                      "inputs": {"tokens": 8, "width": 4096, "seed": 0, "attention_mask": True}},
+              "latent": {"class_type": "EmptyLTXVLatentVideo",
+                         "inputs": {"width": 128, "height": 128, "length": 17, "batch_size": 1}},
+              "image": {"class_type": "TurboTestImageSource", "inputs": {"key": "tiled_guide"}},
+              "guide": {"class_type": "LTXVAddGuide", "inputs": {
+                  "positive": ["pos", 0], "negative": ["pos", 0], "vae": ["ckpt", 2], "latent": ["latent", 0],
+                  "image": ["image", 0], "frame_idx": 0, "strength": 1.0}}}
+    model = ["ckpt", 0]
+    if tiling is not None:
+        prompt["tiled"] = tiled(model, **tiling)
+        model = ["tiled", 0]
+    prompt["sample"] = {"class_type": "KSampler", "inputs": {
+        "model": model, "positive": ["guide", 0], "negative": ["guide", 1], "latent_image": ["guide", 2],
+        "seed": 1, "steps": 2, "cfg": 1.0, "sampler_name": "euler", "scheduler": "simple", "denoise": 1.0}}
+    prompt.update(graphs.capture(["sample", 0], "latent"))
+    return prompt
+
+
+@pytest.fixture
+def token_coordinates(monkeypatch):
+    """(latent grid, pixel coordinates [B, 3, tokens, 2]) of every LTX model call, after the keyframe step."""
+    model_class = importlib.import_module("comfy.ldm.lightricks.model").LTXVModel
+    original, seen = model_class._process_input, []
+
+    def spy(self, x, keyframe_idxs, denoise_mask, **kwargs):
+        out = original(self, x, keyframe_idxs, denoise_mask, **kwargs)
+        seen.append((tuple(x.shape[2:]), out[1].clone()))
+        return out
+
+    monkeypatch.setattr(model_class, "_process_input", spy)
+    return seen
+
+
+def test_keyframe_guides_are_cropped_into_each_window(comfy, tiny_models, captured, token_coordinates):
+    """Each window's guide tokens carry the coordinates of its own cells in the window's frame: the same
+    (h, w) as the window's first regular frame, and the untiled guide's time coordinates."""
+    run_latent(comfy, captured, guide_prompt(tiny_models, None))
+    (grid, untiled), = token_coordinates[:1]  # latent (T + 1 guide frame, 4, 4)
+    frames, height, width = grid
+    guide_time = untiled[0, 0, -height * width:]
+    token_coordinates.clear()
+    run_latent(comfy, captured, guide_prompt(tiny_models, {"tile": 2, "overlap": 1}))
+    assert len(token_coordinates) == 2 * 9  # 2 steps x 3 x 3 windows of 2 x 2
+    for window_grid, coords in token_coordinates:
+        assert window_grid == (frames, 2, 2)
+        cells = 2 * 2
+        guide, first = coords[:, :, -cells:], coords[:, :, :cells]
+        torch.testing.assert_close(guide[:, 1:], first[:, 1:], rtol=0, atol=0)
+        torch.testing.assert_close(guide[0, 0], guide_time[:cells], rtol=0, atol=0)
+        assert not torch.equal(coords[:, 0, -2 * cells:-cells], guide[:, 0])  # the last regular frame is left alone
+
+
+def test_keyframe_guides_with_temporal_segments_are_refused(comfy, tiny_models, captured):
+    result = comfy.run(guide_prompt(tiny_models, {"tile": 2, "overlap": 1, "segment": 3, "segment_overlap": 2}))
+    assert not result.ok and "cannot carry LTXVAddGuide keyframes" in result.describe()
+    assert "set segment_length to 0" in result.describe()
