@@ -31,7 +31,7 @@ def first_latent_mask(latent: torch.Tensor) -> torch.Tensor:
     return mask
 
 
-def _block_patch(conditioner: VSRConditioner, live: bool):
+def _block_patch(conditioner: VSRConditioner, live: bool, previous=None):
     """Block 0, then the conditioner. Sampling runs a frozen copy in the model's device and dtype; `live`
     (training) calls `conditioner` itself, so gradients reach its parameters."""
     copies: dict = {}
@@ -48,7 +48,7 @@ def _block_patch(conditioner: VSRConditioner, live: bool):
         return copies[key]
 
     def patch(args: dict, extra: dict) -> dict:
-        out = extra["original_block"](args)
+        out = previous(args, extra) if previous is not None else extra["original_block"](args)
         hidden = out["img"]
         lr = args["transformer_options"].get(CROPPED_OPTIONS_KEY, {}).get(LR_LATENT)
         if lr is None:
@@ -90,5 +90,7 @@ def apply_vsr_conditioner(model, conditioner: VSRConditioner, lr_latent: torch.T
     options[PATCH_KEY] = True
     processed = patched.model.latent_format.process_in(lr_latent.float())
     options[CROPPED_OPTIONS_KEY] = {**options.get(CROPPED_OPTIONS_KEY, {}), LR_LATENT: processed}
-    patched.set_model_patch_replace(_block_patch(conditioner, live), "dit", "double_block", 0)
+    replace = patched.model_options.get("transformer_options", {}).get("patches_replace", {}).get("dit", {})
+    previous = replace.get(("double_block", 0))  # another pack's or the training's block-0 patch keeps running
+    patched.set_model_patch_replace(_block_patch(conditioner, live, previous), "dit", "double_block", 0)
     return patched

@@ -32,9 +32,9 @@ def _ints(text: str) -> list[int]:
     return [int(part) for part in text.split(",") if part.strip()]
 
 
-def _keeping_patch(store: dict, block: int):
+def _keeping_patch(store: dict, block: int, previous):
     def patch(args, extra):
-        out = extra["original_block"](args)
+        out = previous(args, extra) if previous is not None else extra["original_block"](args)
         store[block] = out["img"].clone()  # the next block updates its input in place
         return out
 
@@ -44,8 +44,10 @@ def _keeping_patch(store: dict, block: int):
 def keeping_patcher(patcher, blocks, store: dict):
     """A clone of `patcher` that keeps the outputs of `blocks` (with their gradient) in `store` each call."""
     patched = patcher.clone()
-    for block in blocks:
-        patched.set_model_patch_replace(_keeping_patch(store, block), "dit", "double_block", block)
+    replace = patched.model_options.get("transformer_options", {}).get("patches_replace", {}).get("dit", {})
+    for block in blocks:  # chained to a patch already there (gradient checkpointing)
+        patch = _keeping_patch(store, block, replace.get(("double_block", block)))
+        patched.set_model_patch_replace(patch, "dit", "double_block", block)
     return patched
 
 
