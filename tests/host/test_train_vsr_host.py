@@ -172,3 +172,24 @@ def test_train_vsr_torchrun_two_ranks_end_with_identical_weights(tiny_models, tm
     done = run_torchrun([["vsr", *args, "--scale", "2"]], tmp_path)
     assert done.stdout.count("loss") == 2, done.stdout[-2000:]
     assert_ranks_identical(output, {"scale": torch.tensor(0.01)})
+
+
+def test_train_vsr_conditioner_patch_keeps_a_block_patch_already_there(base):
+    """Another pack's (or the training's) block-0 patch keeps running under the conditioner's patch."""
+    vsr, conditioning = objective(base), training("objectives.vsr").vc
+    with torch.no_grad():
+        vsr.conditioner.scale.fill_(0.7)
+    calls = []
+
+    def recording(args, extra):
+        calls.append(args["img"].shape)
+        return extra["original_block"](args)
+
+    earlier = base.patcher.clone()
+    earlier.set_model_patch_replace(recording, "dit", "double_block", 0)
+    x, lr, sigma = torch.randn(1, 128, 2, 2, 2), torch.randn(1, 128, 2, 2, 2), torch.tensor([0.4])
+    with torch.no_grad():
+        chained = base.velocity(conditioning.apply_vsr_conditioner(earlier, vsr.conditioner, lr), x, sigma)
+        alone = base.velocity(conditioning.apply_vsr_conditioner(base.patcher, vsr.conditioner, lr), x, sigma)
+    assert len(calls) == 1
+    torch.testing.assert_close(chained, alone, rtol=0, atol=1e-6)
