@@ -199,7 +199,44 @@ def read_context(path) -> tuple[torch.Tensor, torch.Tensor | None]:
     return context, None if mask is None else mask.reshape(-1).long()
 
 
-def load_base(dit_path, vae_path=None, device=None, dtype=torch.float32, context_path=None) -> Base:
+def _checkpointed_block(module):
+    """A block-replace patch running `module` (one LTX block) under reentrant gradient checkpointing.
+
+    The block is called directly, not through extra["original_block"]: core's wrapper closes over its loop
+    variable, so when the backward pass recomputes an earlier block it would run the last one.
+    """
+    from torch.utils.checkpoint import checkpoint
+
+    def patch(args, extra):
+        # every input on a gradient path goes in explicitly, so its gradient comes out of the checkpoint
+        names = [k for k, v in args.items() if k != "img" and torch.is_tensor(v) and v.requires_grad]
+        on_path = args["img"].requires_grad or names or any(p.requires_grad for p in module.parameters())
+        if not (torch.is_grad_enabled() and on_path):
+            return extra["original_block"](args)  # nothing to differentiate here: no graph is built anyway
+
+        def run(img, *tensors):
+            inputs = {**args, **dict(zip(names, tensors))}
+            # the block updates its input and saved tensors in place: it gets a copy, and saves copies
+            with torch.autograd.graph.saved_tensors_hooks(_keep_copy, _unpack):
+                return module(img.clone(), context=inputs["txt"], attention_mask=inputs["attention_mask"],
+                              timestep=inputs["vec"], pe=inputs["pe"],
+                              transformer_options=inputs["transformer_options"])
+
+        return {"img": checkpoint(run, args["img"], *(args[k] for k in names), use_reentrant=True)}
+
+    return patch
+
+
+def checkpoint_blocks(patcher) -> None:
+    """Gradient checkpointing of every DiT block, as block-replace patches set on `patcher` before any
+    adapter patch (the pack's block patches chain to them). A block keeps only its inputs for the backward
+    pass and runs again there: the activation memory of one block instead of all of them."""
+    for index, module in enumerate(patcher.model.diffusion_model.transformer_blocks):
+        patcher.set_model_patch_replace(_checkpointed_block(module), "dit", "double_block", index)
+
+
+def load_base(dit_path, vae_path=None, device=None, dtype=torch.float32, context_path=None,
+              gradient_checkpointing: bool = False) -> Base:
     """A frozen LTX-Video base on `device`; dit_path is a DiT file or a full checkpoint (then its VAE too)."""
     ensure_comfy()
     import comfy.model_management
@@ -216,6 +253,8 @@ def load_base(dit_path, vae_path=None, device=None, dtype=torch.float32, context
     if vae_path is not None:
         vae = _load_vae(str(vae_path))
     _freeze(patcher)
+    if gradient_checkpointing:
+        checkpoint_blocks(patcher)
     context, mask = read_context(context_path) if context_path is not None else (None, None)
     base = Base(patcher, vae, device, dtype, context, mask, _config_metadata(dit_path))
     base.use(patcher)

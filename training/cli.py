@@ -55,6 +55,8 @@ def _common_arguments(parser: argparse.ArgumentParser) -> None:
                         help="also write <output>.rank<r>.safetensors on every rank (to check DDP sync)")
     parser.add_argument("--device", help="torch device (default: ComfyUI's; under torchrun the rank's GPU)")
     parser.add_argument("--dtype", choices=sorted(DTYPES), default="float32", help="dtype of the frozen base weights")
+    parser.add_argument("--gradient-checkpointing", action="store_true",
+                        help="recompute each DiT block in the backward pass: activation memory of one block")
 
 
 def build_parser(available: dict[str, type]) -> argparse.ArgumentParser:
@@ -88,7 +90,8 @@ def settings_from(args) -> LoopSettings:
 
 def run(args, objective_class) -> list[float]:
     distributed_setup()
-    base = load_base(args.model, args.vae, args.device, DTYPES[args.dtype], args.context)
+    base = load_base(args.model, args.vae, args.device, DTYPES[args.dtype], args.context,
+                     args.gradient_checkpointing)
     torch.manual_seed(args.seed)  # identical initial adapter weights on every rank
     objective = objective_class.from_args(base, args)
     return train(objective, dataset_for(args, objective_class), args.output, settings_from(args))
