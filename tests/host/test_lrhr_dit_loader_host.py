@@ -7,6 +7,7 @@ import importlib
 
 import pytest
 import torch
+from tiny_models.random_weights import randomised as _random
 from turbovideo.models.dit_bundle import save_dit_bundle
 from turbovideo.models.fusion_blocks import FusionAdapter, save_fusion_adapter
 from turbovideo.models.step_embedder import StepSizeEmbedder, save_step_embedder
@@ -23,14 +24,6 @@ TRAINED = [1.0, 0.5, 0.25, 0.125]
 
 def pack(comfy, name):
     return importlib.import_module(f"{comfy.pack_module.__name__}.{name}")
-
-
-def _random(module, seed):
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for parameter in module.parameters():
-            parameter.copy_(torch.randn(parameter.shape, generator=generator) * 0.5)
-    return module
 
 
 def _adapter_files(folder, seed):

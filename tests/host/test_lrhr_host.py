@@ -7,6 +7,7 @@ import importlib
 
 import pytest
 import torch
+from tiny_models.random_weights import randomised as _random
 from turbovideo.models.fusion_blocks import FusionAdapter, save_fusion_adapter
 
 from host import graphs
@@ -14,14 +15,6 @@ from host import graphs
 pytestmark = pytest.mark.host
 
 LR_SIZE, HR_SIZE, FRAMES, CFG = 64, 128, 9, 2.0  # latents [1, 128, 2, 2, 2] and [1, 128, 2, 4, 4]
-
-
-def _random(adapter, seed):
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for parameter in adapter.parameters():
-            parameter.copy_(torch.randn(parameter.shape, generator=generator) * 0.5)
-    return adapter
 
 
 @pytest.fixture(scope="module")

@@ -8,6 +8,7 @@ import sys
 
 import pytest
 import torch
+from tiny_models.random_weights import randomised
 from turbovideo.models.step_embedder import StepSizeEmbedder, save_step_embedder
 from turbovideo.samplers import shortcut
 
@@ -29,12 +30,7 @@ FAMILIES = {
 
 
 def _random_embedder(width, seed):
-    generator = torch.Generator().manual_seed(seed)
-    embedder = StepSizeEmbedder(width)
-    with torch.no_grad():
-        for parameter in embedder.parameters():
-            parameter.copy_(torch.randn(parameter.shape, generator=generator) * 0.5)
-    return embedder
+    return randomised(StepSizeEmbedder(width), seed)
 
 
 @pytest.fixture(scope="module")

@@ -30,3 +30,12 @@ def save(state_dict: dict, path: pathlib.Path, config: dict | None = None) -> st
     metadata = {"config": json.dumps(config)} if config is not None else None
     save_file({k: v.contiguous() for k, v in state_dict.items()}, str(path), metadata=metadata)
     return path.name
+
+
+def randomised(module: torch.nn.Module, seed: int, scale: float = 0.5) -> torch.nn.Module:
+    """`module` with every parameter drawn N(0, scale^2) in place (an adapter "as after training")."""
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for parameter in module.parameters():
+            parameter.copy_(torch.randn(parameter.shape, generator=generator) * scale)
+    return module

@@ -5,15 +5,12 @@ import math
 import pytest
 import torch
 from safetensors.torch import load_file, save_file
+from tiny_models.random_weights import randomised
 from turbovideo.models import fusion_blocks as fb
 
 
 def _randomised(adapter, seed):
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for parameter in adapter.parameters():
-            parameter.copy_(torch.randn(parameter.shape, generator=generator) * 0.3)
-    return adapter
+    return randomised(adapter, seed, scale=0.3)
 
 
 def _linear_matrix(src, dst):

@@ -5,6 +5,7 @@ import math
 import pytest
 import torch
 from safetensors.torch import load_file, save_file
+from tiny_models.random_weights import randomised
 from turbovideo.models import step_embedder as se
 
 SIZES = [1.0 / 2**k for k in range(8)]
@@ -12,12 +13,7 @@ SIZES = [1.0 / 2**k for k in range(8)]
 
 def _randomised(width, seed):
     """An embedder whose last layer is non-zero, as after training."""
-    generator = torch.Generator().manual_seed(seed)
-    embedder = se.StepSizeEmbedder(width)
-    with torch.no_grad():
-        for parameter in embedder.parameters():
-            parameter.copy_(torch.randn(parameter.shape, generator=generator) * 0.5)
-    return embedder
+    return randomised(se.StepSizeEmbedder(width), seed)
 
 
 def _reference_embedding(embedder, dt_base):
