@@ -3,26 +3,14 @@
 ComfyUI imports the pack by its folder path, so inside the pack every import is relative. Unit
 tests import the pure layers (samplers/, models/, kernels/) through this alias.
 """
-import importlib.util
 import pathlib
 import sys
 
 PACK_ROOT = pathlib.Path(__file__).resolve().parents[1]
-PACKAGE_NAME = "turbovideo"
+sys.path.insert(0, str(PACK_ROOT / "tools"))
+from pack_import import import_pack_module  # noqa: E402  (needs the path above)
 
-
-def _register_pack_package():
-    if PACKAGE_NAME in sys.modules:
-        return
-    spec = importlib.util.spec_from_file_location(
-        PACKAGE_NAME, PACK_ROOT / "__init__.py", submodule_search_locations=[str(PACK_ROOT)]
-    )
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[PACKAGE_NAME] = module
-    spec.loader.exec_module(module)
-
-
-_register_pack_package()
+import_pack_module()
 # test support packages (tiny_models, host) are imported by absolute name from tests/
 sys.path.insert(0, str(PACK_ROOT / "tests"))
 

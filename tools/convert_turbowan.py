@@ -5,28 +5,16 @@ The keys stay in TurboDiffusion's layout (TurboWanLoader reads both); the file i
 a native Wan or incomplete checkpoint is refused with the same message the loader gives.
 """
 import argparse
-import importlib.util
 import pathlib
 import sys
 
-PACK_ROOT = pathlib.Path(__file__).resolve().parents[1]
-
-
-def _turbowan_module():
-    """The pack's models.turbowan, with the pack imported as a package whatever its folder is called."""
-    if "turbovideo" not in sys.modules:
-        spec = importlib.util.spec_from_file_location(
-            "turbovideo", PACK_ROOT / "__init__.py", submodule_search_locations=[str(PACK_ROOT)])
-        package = importlib.util.module_from_spec(spec)
-        sys.modules["turbovideo"] = package
-        spec.loader.exec_module(package)
-    return importlib.import_module("turbovideo.models.turbowan")
+from pack_import import import_pack_module
 
 
 def convert_file(source: pathlib.Path, target: pathlib.Path | None = None) -> pathlib.Path:
     from safetensors.torch import save_file
 
-    turbowan = _turbowan_module()
+    turbowan = import_pack_module("models.turbowan")
     target = target or source.with_suffix(".safetensors")
     state_dict = turbowan.read_state_dict(source)
     checkpoint = turbowan.convert(state_dict, source.name)
