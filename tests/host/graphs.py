@@ -1,14 +1,18 @@
 """API-format prompts for the tiny models, built from small pieces so tests can swap one node."""
 
 
+def conditioning_node(seed=0, attention_mask=True):
+    """TurboTestConditioning: 8 random T5-width tokens (with a mask for LTX-Video, none for Wan)."""
+    return {"class_type": "TurboTestConditioning",
+            "inputs": {"tokens": 8, "width": 4096, "seed": seed, "attention_mask": attention_mask}}
+
+
 def ltxv_checkpoint_nodes(checkpoint, frames=9, size=64, text_seed=0):
     """Loader, test conditioning and an empty LTX latent: ids 'ckpt', 'pos', 'neg', 'latent'."""
     return {
         "ckpt": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": checkpoint}},
-        "pos": {"class_type": "TurboTestConditioning",
-                "inputs": {"tokens": 8, "width": 4096, "seed": text_seed, "attention_mask": True}},
-        "neg": {"class_type": "TurboTestConditioning",
-                "inputs": {"tokens": 8, "width": 4096, "seed": text_seed + 1, "attention_mask": True}},
+        "pos": conditioning_node(text_seed, True),
+        "neg": conditioning_node(text_seed + 1, True),
         "latent": {"class_type": "EmptyLTXVLatentVideo",
                    "inputs": {"width": size, "height": size, "length": frames, "batch_size": 1}},
     }
@@ -19,10 +23,8 @@ def wan_nodes(dit, vae, frames=5, size=32, text_seed=0):
     return {
         "unet": {"class_type": "UNETLoader", "inputs": {"unet_name": dit, "weight_dtype": "default"}},
         "vae": {"class_type": "VAELoader", "inputs": {"vae_name": vae}},
-        "pos": {"class_type": "TurboTestConditioning",
-                "inputs": {"tokens": 8, "width": 4096, "seed": text_seed, "attention_mask": False}},
-        "neg": {"class_type": "TurboTestConditioning",
-                "inputs": {"tokens": 8, "width": 4096, "seed": text_seed + 1, "attention_mask": False}},
+        "pos": conditioning_node(text_seed, False),
+        "neg": conditioning_node(text_seed + 1, False),
         "latent": {"class_type": "EmptyHunyuanLatentVideo",
                    "inputs": {"width": size, "height": size, "length": frames, "batch_size": 1}},
     }

@@ -65,10 +65,8 @@ def prompt_for(tiny_models, family, nodes=()):
     prompt = {
         "unet": {"class_type": "UNETLoader",
                  "inputs": {"unet_name": tiny_models[spec["dit"]], "weight_dtype": "default"}},
-        "pos": {"class_type": "TurboTestConditioning",
-                "inputs": {"tokens": 8, "width": 4096, "seed": 0, "attention_mask": spec["mask"]}},
-        "neg": {"class_type": "TurboTestConditioning",
-                "inputs": {"tokens": 8, "width": 4096, "seed": 1, "attention_mask": spec["mask"]}},
+        "pos": graphs.conditioning_node(0, spec["mask"]),
+        "neg": graphs.conditioning_node(1, spec["mask"]),
         "latent": copy.deepcopy(spec["latent"]),
     }
     model = ["unet", 0]

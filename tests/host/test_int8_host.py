@@ -41,8 +41,7 @@ def _prompt(tiny_models, family, quantize=None, lora=None, loader=None):
                                  "inputs": {"unet_name": tiny_models[spec["dit"]], "weight_dtype": "default"}},
               "latent": spec["latent"]}
     for node in ("pos", "neg"):
-        prompt[node] = {"class_type": "TurboTestConditioning", "inputs": {
-            "tokens": 8, "width": 4096, "seed": node == "neg", "attention_mask": spec["mask"]}}
+        prompt[node] = graphs.conditioning_node(int(node == "neg"), spec["mask"])
     model = ["unet", 0]
     if quantize:
         prompt["quant"] = {"class_type": "TurboQuantizeINT8", "inputs": {"model": model, **quantize}}

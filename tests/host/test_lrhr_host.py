@@ -33,10 +33,8 @@ def adapters(comfy, tiny_models, tmp_path_factory):
 def base_nodes(model_loader, seed=7):
     return {
         "unet": model_loader,
-        "pos": {"class_type": "TurboTestConditioning",
-                "inputs": {"tokens": 8, "width": 4096, "seed": 0, "attention_mask": True}},
-        "neg": {"class_type": "TurboTestConditioning",
-                "inputs": {"tokens": 8, "width": 4096, "seed": 1, "attention_mask": True}},
+        "pos": graphs.conditioning_node(0, True),
+        "neg": graphs.conditioning_node(1, True),
         "lr_latent": {"class_type": "EmptyLTXVLatentVideo",
                       "inputs": {"width": LR_SIZE, "height": LR_SIZE, "length": FRAMES, "batch_size": 1}},
         "hr_latent": {"class_type": "EmptyLTXVLatentVideo",

@@ -71,8 +71,7 @@ def shortcut_prompt(tiny_models, family, adapter=None, sampler="shortcut", seed=
     prompt = {
         "unet": {"class_type": "UNETLoader",
                  "inputs": {"unet_name": tiny_models[spec["dit"]], "weight_dtype": "default"}},
-        "pos": {"class_type": "TurboTestConditioning",
-                "inputs": {"tokens": 8, "width": 4096, "seed": 0, "attention_mask": spec["mask"]}},
+        "pos": graphs.conditioning_node(0, spec["mask"]),
         "latent": spec["latent"],
         "sigmas": {"class_type": "TurboShortcutSigmas",
                    "inputs": {"steps": STEPS, "shift_mode": "manual", "shift": SHIFT}},

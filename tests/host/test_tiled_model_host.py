@@ -49,8 +49,7 @@ def wan_prompt(tiny_models, tiling=None, sampler="ksampler"):
 def ltx_prompt(tiny_models, tiling=None):
     prompt = {"unet": {"class_type": "UNETLoader",
                        "inputs": {"unet_name": tiny_models["ltxv_dit"], "weight_dtype": "default"}},
-              "pos": {"class_type": "TurboTestConditioning",
-                      "inputs": {"tokens": 8, "width": 4096, "seed": 0, "attention_mask": True}},
+              "pos": graphs.conditioning_node(0, True),
               "latent": LTX_LATENT,
               "sigmas": {"class_type": "LTXVScheduler", "inputs": {
                   "steps": 3, "max_shift": 2.05, "base_shift": 0.95, "stretch": True, "terminal": 0.1,
@@ -160,8 +159,7 @@ def guide_prompt(tiny_models, tiling):
     """LTXVAddGuide (an image guide at frame 0) -> KSampler on the tiny LTX checkpoint, optionally tiled."""
     SOURCES["tiled_guide"] = torch.rand(1, 128, 128, 3, generator=torch.Generator().manual_seed(4))
     prompt = {"ckpt": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": tiny_models["ltxv_checkpoint"]}},
-              "pos": {"class_type": "TurboTestConditioning",
-                      "inputs": {"tokens": 8, "width": 4096, "seed": 0, "attention_mask": True}},
+              "pos": graphs.conditioning_node(0, True),
               "latent": {"class_type": "EmptyLTXVLatentVideo",
                          "inputs": {"width": 128, "height": 128, "length": 17, "batch_size": 1}},
               "image": {"class_type": "TurboTestImageSource", "inputs": {"key": "tiled_guide"}},
