@@ -1,10 +1,10 @@
 """Attention backends on a MODEL through transformer_options["optimized_attention_override"].
 
 ComfyUI routes every attention call of LTX-Video and Wan through the override; it cannot tell
-self- from cross-attention, and LTX-Video sets no block index. So each self-attention module
-(LTX-Video transformer_blocks.N.attn1, Wan blocks.N.self_attn) is object-patched with a view of
-itself (same parameters and children, see fused_norms.module_view) whose forward adds
-{SITE_KEY: N} to the transformer_options it passes down. The override runs the chosen backend only
+self- from cross-attention, and LTX-Video sets no block index. So each self-attention module that
+the model's family names (patches/families: LTX-Video transformer_blocks.N.attn1, Wan
+blocks.N.self_attn) is object-patched with a view of itself (same parameters and children, see
+fused_norms.module_view) whose forward adds {SITE_KEY: N} to the transformer_options it passes down. The override runs the chosen backend only
 for calls carrying that key; cross-attention and anything else runs exactly as before (the host's
 own function, or an override that was installed earlier). A self-attention call the backend cannot
 take (head dim, dtype, a mask) or a Triton failure falls back to exact attention with one warning.
@@ -12,33 +12,18 @@ take (head dim, dtype, a mask) or a Triton failure falls back to exact attention
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 
-import comfy.model_base
 import torch
 
 from ..kernels import attention as attention_kernels
 from ..models import sla_weights
+from . import families
 from .fused_norms import module_view
 
 OVERRIDE_KEY = "optimized_attention_override"
 SITE_KEY = "turbovideo_self_attention_block"
 BACKENDS = attention_kernels.BACKENDS
 
-
-@dataclass(frozen=True)
-class Family:
-    name: str
-    model_class: type
-    blocks: str  # attribute of diffusion_model holding the block list
-    self_attention: str  # attribute of a block holding its self-attention module
-    head_dim: str  # attribute of that module holding the head dim
-
-
-FAMILIES = (
-    Family("LTX-Video", comfy.model_base.LTXV, "transformer_blocks", "attn1", "dim_head"),
-    Family("Wan", comfy.model_base.WAN21, "blocks", "self_attn", "head_dim"),
-)
 
 
 class SelfAttentionSite:
@@ -108,21 +93,16 @@ class TurboAttentionOverride:
         return out if skip_output_reshape else out.transpose(1, 2).flatten(2)
 
 
-def model_family(model) -> Family:
-    for family in FAMILIES:
-        if isinstance(model.model, family.model_class):
-            return family
-    supported = ", ".join(f"{f.name} ({f.model_class.__name__})" for f in FAMILIES)
-    raise ValueError(f"model: {type(model.model).__name__} has no TurboAttention support; connect one of: {supported}")
+def self_attention_sites(model, family: families.Family) -> list[tuple[str, int]]:
+    """(object-patch path, block index) of every self-attention module the family names."""
+    blocks = family.blocks_of(model.get_model_object("diffusion_model"))
+    return [(f"diffusion_model.{family.blocks}.{i}.{name}", i) for i in range(len(blocks))
+            for name in family.self_attention]
 
 
-def self_attention_paths(model, family: Family) -> list[str]:
-    blocks = getattr(model.get_model_object("diffusion_model"), family.blocks)
-    return [f"diffusion_model.{family.blocks}.{i}.{family.self_attention}" for i in range(len(blocks))]
-
-
-def head_dim(model, family: Family) -> int:
-    return int(getattr(model.get_model_object(self_attention_paths(model, family)[0]), family.head_dim))
+def head_dim(model, family: families.Family) -> int:
+    path = self_attention_sites(model, family)[0][0]
+    return int(getattr(model.get_model_object(path), family.head_dim))
 
 
 def apply_attention_backend(model, backend: str, topk: float = 0.1, proj_l: dict | None = None,
@@ -130,13 +110,14 @@ def apply_attention_backend(model, backend: str, topk: float = 0.1, proj_l: dict
     """A clone of `model` whose self-attention runs `backend`; proj_l {block: (weight, bias)} for SLA."""
     if backend not in BACKENDS:
         raise ValueError(f"backend: must be one of {BACKENDS}; got {backend!r}")
-    family = model_family(model)
-    paths = self_attention_paths(model, family)
+    family = families.require(model, families.ATTENTION)
+    sites = self_attention_sites(model, family)
     if proj_l:
         dims = {weight.shape[0] for weight, _ in proj_l.values()}
-        sla_weights.check_fits(max(dims), sorted(proj_l), head_dim(model, family), len(paths), proj_l_name)
+        blocks = len(family.blocks_of(model.get_model_object("diffusion_model")))
+        sla_weights.check_fits(max(dims), sorted(proj_l), head_dim(model, family), blocks, proj_l_name)
     patched = model.clone()
-    for index, path in enumerate(paths):
+    for path, index in sites:
         view = module_view(patched.get_model_object(path), SelfAttentionSite)
         view.turbo_block_index = index
         patched.add_object_patch(path, view)

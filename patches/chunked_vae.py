@@ -22,6 +22,7 @@ import comfy.utils
 import torch
 
 from ..samplers import video_chunks as vc
+from . import families
 
 MIB = 1024 * 1024
 FRAMES_KEY = "turbovideo_frames"  # LATENT dict key: frames per item before 'pad' (decode cuts back to it)
@@ -65,9 +66,11 @@ def video_vae(vae) -> VideoVAE:
         raise ValueError("vae: this is not a video VAE (no temporal compression); connect an LTX-Video or Wan "
                          "VAE, or use the core VAEDecode / VAEEncode nodes for images")
     model = vae.first_stage_model
-    wan = type(model).__module__.startswith("comfy.ldm.wan.")  # Wan runs causal convs with a frame cache
-    causal_decoder = wan or bool(getattr(getattr(model, "decoder", None), "causal", False))
-    causal_encoder = wan or type(model).__module__.startswith("comfy.ldm.lightricks.")
+    family = families.vae_family(vae)  # None: a video VAE the pack has no rules for; read its decoder's flag
+    causal_encoder = family is not None and family.causal_encoder
+    causal_decoder = family.causal_decoder if family is not None else None
+    if causal_decoder is None:
+        causal_decoder = bool(getattr(getattr(model, "decoder", None), "causal", False))
     return VideoVAE(time_factor, vae.spacial_compression_decode(), vae.latent_channels, causal_encoder,
                     causal_decoder)
 

@@ -12,16 +12,13 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-import comfy.model_base
-import comfy.model_detection
 import comfy.sd
-import comfy.supported_models
 import comfy.utils
 import torch
 
 from ..models import dit_bundle, int8_format
 from ..models.dit_bundle import FUSION, LABELS, STEP, VSR
-from . import int8_linear
+from . import core_compat, families, int8_linear
 from .step_size import apply_step_embedder
 
 ATTACHMENT_KEY = "turbovideo_dit_adapters"
@@ -47,14 +44,15 @@ class AdapterSource:
     path: str | None = None
 
 
-def _check_ltxv_file(dit: dict, metadata: dict, name: str) -> None:
-    prefix = comfy.model_detection.unet_prefix_from_state_dict(dit)
-    prefix = prefix if any(key.startswith(prefix) for key in dit) else ""
-    config = comfy.model_detection.model_config_from_unet(dit, prefix, metadata=metadata)
-    audio = getattr(comfy.supported_models, "LTXAV", ())
-    if not isinstance(config, comfy.supported_models.LTXV) or isinstance(config, audio):
-        found = type(config).__name__ if config is not None else "a model ComfyUI does not recognise"
-        raise ValueError(f"unet_name: '{name}' holds {found}, not an LTX-Video DiT; TurboDiTLoader loads LTX-Video "
+def _check_dit_file(dit: dict, metadata: dict, name: str) -> None:
+    config = core_compat.detect_diffusion_config(dit, metadata)
+    family = families.family_of_config(config)
+    if family is None or families.DIT_LOADER not in family.capabilities:
+        found = "a model ComfyUI does not recognise" if config is None else type(config).__name__
+        if family is not None:
+            found = f"a {family.name} DiT ({found})"
+        names = " or ".join(f.name for f in families.supporting(families.DIT_LOADER))
+        raise ValueError(f"unet_name: '{name}' holds {found}, not an {names} DiT; TurboDiTLoader loads {names} "
                          "DiTs with TurboVideo adapters. Load this file with UNETLoader (Load Diffusion Model)")
 
 
@@ -68,8 +66,10 @@ def _load_model(bundle: dit_bundle.Bundle, name: str, weight_dtype: str, int8: s
     if dtype is not None:
         options["dtype"] = dtype
     model = comfy.sd.load_diffusion_model_state_dict(bundle.dit, model_options=options, metadata=bundle.metadata)
-    if model is None or not isinstance(model.model, comfy.model_base.LTXV):
-        raise ValueError(f"unet_name: ComfyUI did not load '{name}' as an LTX-Video model; load it with UNETLoader")
+    family = families.family_of(model) if model is not None else None
+    if family is None or families.DIT_LOADER not in family.capabilities:
+        raise ValueError(f"unet_name: ComfyUI did not load '{name}' as a model TurboDiTLoader supports; load it "
+                         "with UNETLoader")
     if quantized and int8 != "off":
         logging.info("TurboDiTLoader: '%s' is already INT8; int8=%s is not applied again", name, int8)
     elif int8 != "off":
@@ -87,8 +87,7 @@ def _adapter(kind: str, source: AdapterSource, bundle: dit_bundle.Bundle, name: 
     return dit_bundle.LOADERS[kind](source.path), source.choice
 
 
-def _check_width(kind: str, width: int, label: str, diffusion_model, name: str) -> None:
-    model_width = int(diffusion_model.inner_dim)
+def _check_width(kind: str, width: int, label: str, model_width: int, name: str) -> None:
     if width != model_width:
         raise ValueError(f"{INPUT_NAMES[kind]}: {label} is a {LABELS[kind]} for width {width}, but the DiT in "
                          f"'{name}' has width {model_width}; pick the {LABELS[kind]} made for this DiT or set "
@@ -96,15 +95,16 @@ def _check_width(kind: str, width: int, label: str, diffusion_model, name: str) 
 
 
 def _check_fits(loaded: dict, model, name: str) -> None:
-    diffusion_model = model.get_model_object("diffusion_model")
+    family, diffusion_model = families.family_of(model), model.get_model_object("diffusion_model")
+    width = family.width_of(diffusion_model)
     if STEP in loaded:
-        _check_width(STEP, loaded[STEP][0][0].width, loaded[STEP][1], diffusion_model, name)
+        _check_width(STEP, loaded[STEP][0][0].width, loaded[STEP][1], width, name)
     if VSR in loaded:
-        _check_width(VSR, loaded[VSR][0].width, loaded[VSR][1], diffusion_model, name)
+        _check_width(VSR, loaded[VSR][0].width, loaded[VSR][1], width, name)
     if FUSION in loaded:
         adapter, label = loaded[FUSION]
-        _check_width(FUSION, adapter.hr_width, label, diffusion_model, name)
-        count = len(diffusion_model.transformer_blocks)
+        _check_width(FUSION, adapter.hr_width, label, width, name)
+        count = len(family.blocks_of(diffusion_model))
         try:
             adapter.check_blocks(count, count, f"{INPUT_NAMES[FUSION]} ({label})")
         except ValueError as error:
@@ -120,7 +120,7 @@ def load_dit(path, name: str, weight_dtype: str = "default", int8: str = "off",
     sources = {kind: (sources or {}).get(kind, AdapterSource(EMBEDDED)) for kind in INPUT_NAMES}
     state_dict, metadata = comfy.utils.load_torch_file(str(path), safe_load=True, return_metadata=True)
     bundle = dit_bundle.split_bundle(state_dict, metadata, name)
-    _check_ltxv_file(bundle.dit, bundle.metadata, name)
+    _check_dit_file(bundle.dit, bundle.metadata, name)
     loaded = {kind: found for kind in INPUT_NAMES if (found := _adapter(kind, sources[kind], bundle, name))}
     model = _load_model(bundle, name, weight_dtype, int8)
     _check_fits(loaded, model, name)

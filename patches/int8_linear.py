@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import weakref
 
-import comfy.model_base
 import comfy.model_management
 import comfy.ops
 import comfy.utils
@@ -28,10 +27,9 @@ import torch.nn.functional as F
 from ..kernels import int8 as int8_kernels
 from ..kernels.int8_reference import GRANULARITIES, expand_block_scale, is_block_scale
 from ..models import int8_format
+from . import families
 
 LAYER_CHOICES = ("all", "attention", "feed_forward")
-# (model class, attribute of diffusion_model holding the transformer blocks)
-FAMILIES = ((comfy.model_base.LTXV, "transformer_blocks", "LTX-Video"), (comfy.model_base.WAN21, "blocks", "Wan"))
 
 
 def _dequantize(q: torch.Tensor, scale: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
@@ -160,13 +158,9 @@ class Int8Ops(comfy.ops.manual_cast):
 
 
 def model_blocks(model) -> tuple[str, str]:
-    """(blocks attribute, family name) of an LTX-Video or Wan MODEL, else a ValueError naming both."""
-    for model_class, blocks, name in FAMILIES:
-        if isinstance(model.model, model_class):
-            return blocks, name
-    supported = ", ".join(f"{name} ({cls.__name__})" for cls, _, name in FAMILIES)
-    raise ValueError(f"model: {type(model.model).__name__} has no INT8 layer map in TurboVideo; "
-                     f"connect one of: {supported}")
+    """(blocks attribute, family name) of a MODEL whose family has an INT8 layer map, else a ValueError."""
+    family = families.require(model, families.INT8)
+    return family.blocks, family.name
 
 
 def _wanted(path: str, layers: str) -> bool:

@@ -19,7 +19,6 @@ from __future__ import annotations
 import copy
 from dataclasses import dataclass, field
 
-import comfy.model_base
 import comfy.model_management
 import comfy.model_patcher
 import comfy.patcher_extension
@@ -29,6 +28,7 @@ import latent_preview
 import torch
 
 from ..models.fusion_blocks import FusionAdapter, resize_tokens_window
+from . import core_compat, families
 from .tiled_model import WINDOWS_KEY
 
 GRID_KEY = "turbo_token_grid"
@@ -46,12 +46,10 @@ class LRFeatures:
     num_blocks: int = 0
 
 
-def ltxv_diffusion_model(model, input_name: str):
-    if not isinstance(model.model, comfy.model_base.LTXV) or isinstance(model.model, getattr(
-            comfy.model_base, "LTXAV", ())):
-        raise ValueError(f"{input_name}: LR -> HR feature guidance needs an LTX-Video model, got "
-                         f"{type(model.model).__name__}; load an LTX-Video DiT or checkpoint")
-    return model.get_model_object("diffusion_model")
+def lr_family(model, input_name: str) -> tuple[families.Family, object]:
+    """(family, diffusion_model) of a MODEL that LR -> HR feature guidance supports, else a clear ValueError."""
+    family = families.require(model, families.LR_FEATURES, input_name)
+    return family, model.get_model_object("diffusion_model")
 
 
 def check_blocks(blocks, num_blocks: int, input_name: str) -> list[int]:
@@ -63,21 +61,18 @@ def check_blocks(blocks, num_blocks: int, input_name: str) -> list[int]:
 
 
 def _grid_wrapper(executor, *args, **kwargs):
-    # LTXBaseModel.forward's executor: (x, timestep, context, attention_mask, frame_rate, transformer_options, ...)
     x = args[0]
     if not torch.is_tensor(x) or x.ndim != 5:
         raise ValueError("LR -> HR feature guidance needs a single video latent [B, C, T, H, W]")
-    options = dict(args[5] if len(args) > 5 else kwargs.get("transformer_options", {}))
+    index = core_compat.LTX_FORWARD_OPTIONS_INDEX
+    options = dict(core_compat.positional_options(args, kwargs, index))
     options[GRID_KEY] = tuple(int(s) for s in x.shape[2:])
-    if len(args) > 5:
-        args = args[:5] + (options,) + args[6:]
-    else:
-        kwargs["transformer_options"] = options
+    args, kwargs = core_compat.with_positional_options(args, kwargs, index, options)
     return executor(*args, **kwargs)
 
 
 def _run_block(previous, args, extra):
-    return previous(args, extra) if previous is not None else extra["original_block"](args)
+    return previous(args, extra) if previous is not None else core_compat.run_original_block(args, extra)
 
 
 def _grid_tokens(img: torch.Tensor, options: dict) -> tuple[int, int, int]:
@@ -97,14 +92,14 @@ def _is_last_step(options: dict) -> tuple[bool, float]:
     return abs(sigma - last) <= 1e-5 * max(1.0, abs(last)), sigma
 
 
-def _capture_patch(store: LRFeatures, block: int, previous):
+def _capture_patch(store: LRFeatures, family: families.Family, block: int, previous):
     def patch(args, extra):
         out = _run_block(previous, args, extra)
         options = args["transformer_options"]
         last, sigma = _is_last_step(options)
         order = list(options.get("cond_or_uncond", [0]))
         if last and 0 in order:
-            img = out["img"]
+            img = family.video_tokens(out["img"])
             chunk = img.shape[0] // len(order)
             start = order.index(0) * chunk
             device = comfy.model_management.intermediate_device()
@@ -118,9 +113,9 @@ def _capture_patch(store: LRFeatures, block: int, previous):
 def capturing_guider(guider, blocks, store: LRFeatures):
     """A copy of `guider` whose model keeps the chosen blocks' outputs at the last step in `store`."""
     model = guider.model_patcher
-    diffusion_model = ltxv_diffusion_model(model, "guider")
-    store.num_blocks = len(diffusion_model.transformer_blocks)
-    store.width = int(diffusion_model.inner_dim)
+    family, diffusion_model = lr_family(model, "guider")
+    store.num_blocks = len(family.blocks_of(diffusion_model))
+    store.width = family.width_of(diffusion_model)
     blocks = check_blocks(blocks, store.num_blocks, "blocks")
     patched = copy.copy(guider)
     patched.model_patcher = model.clone()
@@ -129,7 +124,7 @@ def capturing_guider(guider, blocks, store: LRFeatures):
     options = comfy.model_patcher.create_model_options_clone(guider.model_options)
     replace = options.setdefault("transformer_options", {}).get("patches_replace", {}).get("dit", {})
     for block in blocks:
-        patch = _capture_patch(store, block, replace.get(("double_block", block)))
+        patch = _capture_patch(store, family, block, replace.get(("double_block", block)))
         comfy.model_patcher.set_model_options_patch_replace(options, patch, "dit", "double_block", block)
     patched.model_options = options
     return patched
@@ -138,13 +133,13 @@ def capturing_guider(guider, blocks, store: LRFeatures):
 def capturing_model(model, blocks, store: LRFeatures):
     """A clone of `model` that keeps the chosen blocks' outputs at the last step in `store` (training: a
     call whose transformer_options hold sample_sigmas [sigma, 0] is a last step at sigma)."""
-    diffusion_model = ltxv_diffusion_model(model, "model")
-    store.num_blocks, store.width = len(diffusion_model.transformer_blocks), int(diffusion_model.inner_dim)
+    family, diffusion_model = lr_family(model, "model")
+    store.num_blocks, store.width = len(family.blocks_of(diffusion_model)), family.width_of(diffusion_model)
     patched = model.clone()
     patched.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.DIFFUSION_MODEL, WRAPPER_KEY, _grid_wrapper)
     replace = patched.model_options.get("transformer_options", {}).get("patches_replace", {}).get("dit", {})
     for block in check_blocks(blocks, store.num_blocks, "blocks"):
-        patch = _capture_patch(store, block, replace.get(("double_block", block)))
+        patch = _capture_patch(store, family, block, replace.get(("double_block", block)))
         patched.set_model_patch_replace(patch, "dit", "double_block", block)
     return patched
 
@@ -224,24 +219,24 @@ def _addend(state: _ApplyState, hr_block: int, lr_block: int, img: torch.Tensor,
     return torch.cat([_over_batch(part, img.shape[0] // len(windows)) for part in parts])
 
 
-def _fusion_patch(state: _ApplyState, hr_block: int, lr_block: int, previous):
+def _fusion_patch(state: _ApplyState, family: families.Family, hr_block: int, lr_block: int, previous):
     def patch(args, extra):
         out = _run_block(previous, args, extra)
-        img = out["img"]
+        img = family.video_tokens(out["img"])
         addend = _addend(state, hr_block, lr_block, img, args["transformer_options"])
-        return {**out, "img": img + state.strength * addend.to(img.dtype)}
+        return {**out, "img": family.replace_video_tokens(out["img"], img + state.strength * addend.to(img.dtype))}
 
     return patch
 
 
-def check_fits(model, features: LRFeatures, adapter: FusionAdapter, file_name: str):
-    diffusion_model = ltxv_diffusion_model(model, "model")
-    width = int(diffusion_model.inner_dim)
+def check_fits(model, features: LRFeatures, adapter: FusionAdapter, file_name: str) -> families.Family:
+    family, diffusion_model = lr_family(model, "model")
+    width = family.width_of(diffusion_model)
     if adapter.hr_width != width or adapter.lr_width != features.width:
         raise ValueError(f"adapter: {file_name} fuses width {adapter.lr_width} LR features into width "
                          f"{adapter.hr_width} HR blocks, but the LR model has width {features.width} and the HR "
                          f"model width {width}; pick an adapter made for these models")
-    adapter.check_blocks(len(diffusion_model.transformer_blocks), features.num_blocks, f"adapter ({file_name})")
+    adapter.check_blocks(len(family.blocks_of(diffusion_model)), features.num_blocks, f"adapter ({file_name})")
     missing = sorted(set(adapter.lr_blocks) - set(features.features))
     if missing:
         raise ValueError(f"lr_features: the adapter needs LR blocks {adapter.lr_blocks} but blocks {missing} were "
@@ -250,17 +245,18 @@ def check_fits(model, features: LRFeatures, adapter: FusionAdapter, file_name: s
     if APPLIED_KEY in model.model_options.get("transformer_options", {}):
         raise ValueError("model: already carries LR features (TurboApplyLRFeatures); connect the MODEL from "
                          "the loader instead of chaining a second one")
+    return family
 
 
 def apply_lr_features(model, features: LRFeatures, adapter: FusionAdapter, strength: float, file_name: str,
                       live: bool = False):
     """A clone of the HR `model` that adds strength * fusion(LR features) to the adapter's HR blocks."""
-    check_fits(model, features, adapter, file_name)
+    family = check_fits(model, features, adapter, file_name)
     patched = model.clone()
     state = _ApplyState(adapter, features, float(strength), live)
     replace = patched.model_options.get("transformer_options", {}).get("patches_replace", {}).get("dit", {})
     for hr_block, lr_block in zip(adapter.hr_blocks, adapter.lr_blocks):
-        patch = _fusion_patch(state, hr_block, lr_block, replace.get(("double_block", hr_block)))
+        patch = _fusion_patch(state, family, hr_block, lr_block, replace.get(("double_block", hr_block)))
         patched.set_model_patch_replace(patch, "dit", "double_block", hr_block)
     patched.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.DIFFUSION_MODEL, WRAPPER_KEY, _grid_wrapper)
     patched.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.OUTER_SAMPLE, WRAPPER_KEY, state.outer_sample)

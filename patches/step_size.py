@@ -17,33 +17,17 @@ How it is installed, without touching the shared diffusion_model:
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-
-import comfy.model_base
 import comfy.patcher_extension
 import torch
 from torch import nn
 
 from ..models.step_embedder import StepSizeEmbedder
 from ..samplers.shortcut import step_size_to_dt_base
+from . import core_compat, families
 from .ksamplers import STEP_EMBEDDER_KEY, STEP_SIZE_KEY
 
 WRAPPER_KEY = "turbovideo_step_size"
 EMBEDDER_NAME = "turbo_step_embedder"  # the embedder's submodule name inside the wrapper module
-
-
-@dataclass(frozen=True)
-class ModelFamily:
-    name: str
-    model_class: type
-    time_embedding: str  # object-patch path of the time-embedding module, under the BaseModel
-    width_attribute: str  # attribute of diffusion_model holding the hidden width
-
-
-FAMILIES = (
-    ModelFamily("LTX-Video", comfy.model_base.LTXV, "diffusion_model.adaln_single.emb", "inner_dim"),
-    ModelFamily("Wan", comfy.model_base.WAN21, "diffusion_model.time_embedding", "dim"),
-)
 
 
 class StepSizeTimeEmbedding(nn.Module):
@@ -70,23 +54,17 @@ class StepSizeTimeEmbedding(nn.Module):
         return out + step_embedding.to(device=out.device, dtype=out.dtype)
 
 
-def model_family(model) -> ModelFamily:
-    for family in FAMILIES:
-        if isinstance(model.model, family.model_class):
-            return family
-    supported = ", ".join(f"{f.name} ({f.model_class.__name__})" for f in FAMILIES)
-    raise ValueError(f"model: {type(model.model).__name__} has no step-size conditioning in TurboVideo; "
-                     f"connect one of: {supported}")
+def model_family(model) -> families.Family:
+    return families.require(model, families.STEP_SIZE)
 
 
-def model_width(model, family: ModelFamily) -> int:
-    return int(getattr(model.get_model_object("diffusion_model"), family.width_attribute))
+def model_width(model, family: families.Family) -> int:
+    return family.width_of(model.get_model_object("diffusion_model"))
 
 
 def _step_size_wrapper(module: StepSizeTimeEmbedding):
     def apply_model(executor, *args, **kwargs):
-        # BaseModel.apply_model(x, t, c_concat, c_crossattn, control, transformer_options, **kwargs)
-        options = args[5] if len(args) > 5 else kwargs.get("transformer_options", {})
+        options = core_compat.positional_options(args, kwargs, core_compat.APPLY_MODEL_OPTIONS_INDEX)
         module.step_size = options.get(STEP_SIZE_KEY)
         try:
             return executor(*args, **kwargs)
@@ -96,7 +74,7 @@ def _step_size_wrapper(module: StepSizeTimeEmbedding):
     return apply_model
 
 
-def check_adapter_fits(model, width: int, file_name: str) -> ModelFamily:
+def check_adapter_fits(model, width: int, file_name: str) -> families.Family:
     family = model_family(model)
     model_dim = model_width(model, family)
     if width != model_dim:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import torch
 
 from ..models.vsr_conditioner import VSRConditioner, latent_tokens
+from . import core_compat, families
 from .tiled_model import CROPPED_OPTIONS_KEY
 
 LR_LATENT = "vsr_lr_latent"
@@ -31,7 +32,7 @@ def first_latent_mask(latent: torch.Tensor) -> torch.Tensor:
     return mask
 
 
-def _block_patch(conditioner: VSRConditioner, live: bool, previous=None):
+def _block_patch(conditioner: VSRConditioner, family: families.Family, live: bool, previous=None):
     """Block 0, then the conditioner. Sampling runs a frozen copy in the model's device and dtype; `live`
     (training) calls `conditioner` itself, so gradients reach its parameters."""
     copies: dict = {}
@@ -48,8 +49,8 @@ def _block_patch(conditioner: VSRConditioner, live: bool, previous=None):
         return copies[key]
 
     def patch(args: dict, extra: dict) -> dict:
-        out = previous(args, extra) if previous is not None else extra["original_block"](args)
-        hidden = out["img"]
+        out = previous(args, extra) if previous is not None else core_compat.run_original_block(args, extra)
+        hidden = family.video_tokens(out["img"])
         lr = args["transformer_options"].get(CROPPED_OPTIONS_KEY, {}).get(LR_LATENT)
         if lr is None:
             return out
@@ -60,26 +61,23 @@ def _block_patch(conditioner: VSRConditioner, live: bool, previous=None):
             raise ValueError(f"vsr_conditioner: the LR latent gives {tuple(tokens.shape[:2])} (batch, tokens) but "
                              f"the model has {tuple(hidden.shape[:2])}; keyframe/guide conditioning that adds "
                              "tokens cannot be combined with the VSR conditioner")
-        return {**out, "img": on(hidden.device, hidden.dtype)(hidden, tokens)}
+        return {**out, "img": family.replace_video_tokens(out["img"], on(hidden.device, hidden.dtype)(hidden, tokens))}
 
     return patch
 
 
-def _check_model(model, conditioner: VSRConditioner) -> None:
-    diffusion_model = model.model.diffusion_model
-    blocks = getattr(diffusion_model, "transformer_blocks", None)
-    projection = getattr(diffusion_model, "patchify_proj", None)
-    if blocks is None or projection is None or len(blocks) < 1:
-        raise ValueError("model: the VSR conditioner needs an LTX-Video DiT (transformer_blocks, patchify_proj)")
-    width = projection.weight.shape[0]
+def _check_model(model, conditioner: VSRConditioner) -> families.Family:
+    family = families.require(model, families.VSR)
+    width = family.width_of(model.model.diffusion_model)
     if width != conditioner.width:
         raise ValueError(f"vsr_conditioner: made for model width {conditioner.width}, but this model's width is "
                          f"{width}; pick the conditioner trained for this checkpoint")
+    return family
 
 
 def apply_vsr_conditioner(model, conditioner: VSRConditioner, lr_latent: torch.Tensor, live: bool = False):
     """A clone of `model` whose block 0 output is conditioned on `lr_latent` (raw VAE latent [B, C, T, H, W])."""
-    _check_model(model, conditioner)
+    family = _check_model(model, conditioner)
     if lr_latent.ndim != 5 or lr_latent.shape[1] != conditioner.latent_channels:
         raise ValueError(f"vsr_conditioner: the LR latent must be [B, {conditioner.latent_channels}, T, H, W], "
                          f"got {tuple(lr_latent.shape)}")
@@ -92,5 +90,5 @@ def apply_vsr_conditioner(model, conditioner: VSRConditioner, lr_latent: torch.T
     options[CROPPED_OPTIONS_KEY] = {**options.get(CROPPED_OPTIONS_KEY, {}), LR_LATENT: processed}
     replace = patched.model_options.get("transformer_options", {}).get("patches_replace", {}).get("dit", {})
     previous = replace.get(("double_block", 0))  # another pack's or the training's block-0 patch keeps running
-    patched.set_model_patch_replace(_block_patch(conditioner, live, previous), "dit", "double_block", 0)
+    patched.set_model_patch_replace(_block_patch(conditioner, family, live, previous), "dit", "double_block", 0)
     return patched

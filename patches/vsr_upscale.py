@@ -29,7 +29,7 @@ import torch.nn.functional as F
 
 from ..samplers import color_correction, flow_shift
 from ..samplers import video_chunks as vc
-from . import chunked_vae, tile_preview
+from . import chunked_vae, families, tile_preview
 from .tiled_model import TilingSettings, apply_tiling, free_memory_for, resolve_tile
 from .vsr_conditioning import apply_vsr_conditioner, first_latent_mask
 
@@ -126,13 +126,12 @@ def model_tokens(latent_shape, tiling: TilingSettings | None) -> int:
 
 
 def neutral_conditioning(model) -> list:
-    """'No prompt' for an LTX DiT: one zero caption token with its attention mask."""
-    projection = getattr(model.model.diffusion_model, "caption_projection", None)
-    if projection is None:
-        raise ValueError("model: not an LTX-Video DiT (no caption projection); TurboVSRUpscale needs an LTX-Video "
-                         "MODEL, or connect 'positive' conditioning")
-    width = projection.linear_1.weight.shape[1]
-    return [[torch.zeros(1, 1, width), {"attention_mask": torch.ones(1, 1, dtype=torch.long)}]]
+    """'No prompt' conditioning for the model's family (patches/families)."""
+    family = families.family_of(model)
+    if family is None or family.neutral_conditioning is None:
+        raise ValueError(f"model: TurboVSRUpscale has no 'no prompt' conditioning for {families.describe(model)}; "
+                         "connect 'positive' conditioning, or an LTX-Video MODEL")
+    return family.neutral_conditioning(model)
 
 
 @dataclass

@@ -25,6 +25,8 @@ from dataclasses import dataclass, field
 
 import torch
 
+from ..patches import core_compat
+
 CAPTION_CHANNELS = 4096  # T5-XXL width, LTX-Video's caption_channels
 DEFAULT_CONTEXT_TOKENS = 8
 RAW_OUTPUT_KEY = "turbovideo_training_raw_output"
@@ -202,8 +204,8 @@ def read_context(path) -> tuple[torch.Tensor, torch.Tensor | None]:
 def _checkpointed_block(module):
     """A block-replace patch running `module` (one LTX block) under reentrant gradient checkpointing.
 
-    The block is called directly, not through extra["original_block"]: core's wrapper closes over its loop
-    variable, so when the backward pass recomputes an earlier block it would run the last one.
+    The block is called directly, not through core's wrapper (core_compat.run_original_block says why): when the
+    backward pass recomputes an earlier block, the wrapper would run the last one.
     """
     from torch.utils.checkpoint import checkpoint
 
@@ -212,7 +214,7 @@ def _checkpointed_block(module):
         names = [k for k, v in args.items() if k != "img" and torch.is_tensor(v) and v.requires_grad]
         on_path = args["img"].requires_grad or names or any(p.requires_grad for p in module.parameters())
         if not (torch.is_grad_enabled() and on_path):
-            return extra["original_block"](args)  # nothing to differentiate here: no graph is built anyway
+            return core_compat.run_original_block(args, extra)  # nothing to differentiate: no graph is built
 
         def run(img, *tensors):
             inputs = {**args, **dict(zip(names, tensors))}

@@ -1,4 +1,5 @@
-"""Boots a real ComfyUI in-process on the CPU with only this pack loaded, and runs API prompts.
+"""Boots a real ComfyUI in-process on the CPU with only this pack loaded, and runs API prompts through
+core's own prompt queue and worker (main.prompt_worker), as a ComfyUI server started by main.py does.
 
 ComfyUI is found from COMFYUI_PATH, or from the ComfyUI tree whose custom_nodes holds this pack.
 Importing comfy costs several seconds, so one ComfyHost serves the whole test session.
@@ -7,9 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import itertools
 import os
 import pathlib
 import sys
+import threading
+import time
 import uuid
 
 
@@ -78,12 +82,13 @@ class ComfyHost:
         import folder_paths
         import utils.extra_config  # noqa: F401  before nodes: nodes.py would shadow the utils package
 
-        for kind in ("output", "temp", "input", "user"):
+        for kind in ("output", "temp", "input", "user", "custom_nodes"):
             (self.work_dir / kind).mkdir(parents=True, exist_ok=True)
         folder_paths.set_output_directory(str(self.work_dir / "output"))
         folder_paths.set_temp_directory(str(self.work_dir / "temp"))
         folder_paths.set_input_directory(str(self.work_dir / "input"))
         folder_paths.set_user_directory(str(self.work_dir / "user"))
+        main = _import_core_main()
         import execution
         import nodes
 
@@ -92,7 +97,17 @@ class ComfyHost:
         self.nodes = nodes
         self.execution = execution
         self.server = _ServerStub()
-        self.executor = None
+        self._start_worker(main, execution)
+
+    def _start_worker(self, main, execution):
+        """Core's own prompt worker (main.prompt_worker) on core's PromptQueue, in a daemon thread, with the
+        progress hook core's startup installs: prompts run exactly as a server started by main.py runs them."""
+        main.hijack_progress(self.server)
+        self.queue = execution.PromptQueue(self.server)
+        self.worker = threading.Thread(target=main.prompt_worker, args=(self.queue, self.server), daemon=True,
+                                       name="comfy-prompt-worker")
+        self.worker.start()
+        self._number = itertools.count()
 
     def _load_pack(self, nodes):
         link_dir = self.work_dir / "custom_nodes"
@@ -115,29 +130,67 @@ class ComfyHost:
 
         folder_paths.add_model_folder_path(kind, str(path), is_default=True)
 
+    def _free_memory(self):
+        """What POST /free {"free_memory": true} does: the worker unloads models and resets its caches."""
+        self.queue.set_flag("free_memory", True)
+        self._wait(lambda: not self.queue.get_flags(reset=False), "the worker to take the free_memory flag")
+
+    def _wait(self, done, what: str, timeout: float = 3600.0):
+        deadline = time.monotonic() + timeout
+        while not done():
+            if not self.worker.is_alive():
+                raise RuntimeError(f"core's prompt worker thread died while waiting for {what}")
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"waited {timeout:.0f} s for {what}")
+            time.sleep(0.005)
+
     def run(self, prompt: dict, keep_cache: bool = False) -> PromptResult:
-        """Validates and executes an API prompt; a fresh executor (no cached outputs) unless keep_cache."""
-        if self.executor is None or not keep_cache:
-            self.executor = self.execution.PromptExecutor(
-                self.server, cache_type=self.execution.CacheType.CLASSIC, cache_args={"lru": 0, "ram": 0})
+        """Validates and queues an API prompt as POST /prompt does; waits for core's worker to finish it.
+        Without keep_cache the worker first frees memory and resets its caches (no cached outputs)."""
         prompt_id = str(uuid.uuid4())
         valid, error, outputs, node_errors = asyncio.run(
             self.execution.validate_prompt(prompt_id, prompt, None)
         )
         if not valid:
             return PromptResult(False, error, node_errors, None, {}, [])
+        if not keep_cache:
+            self._free_memory()
         self.server.messages = []
         # with a client id every message, progress included, reaches the stub exactly once
-        self.executor.execute(prompt, prompt_id, extra_data={"client_id": "tests"}, execute_outputs=outputs)
-        messages = list(self.executor.status_messages)
+        extra_data = {"client_id": "tests"}
+        self.queue.put((next(self._number), prompt_id, prompt, extra_data, outputs, {}))
+        self._wait(lambda: prompt_id in self.queue.history, f"prompt {prompt_id}")
+        entry = self.queue.history[prompt_id]
+        messages = list(entry["status"]["messages"])
         failure = next((data for event, data in messages if event == "execution_error"), None)
         interrupted = next((data for event, data in messages if event == "execution_interrupted"), None)
-        ui = self.executor.history_result.get("outputs", {})
         return PromptResult(
-            self.executor.success and failure is None and interrupted is None,
+            entry["status"]["completed"] and failure is None and interrupted is None,
             None,
             node_errors,
             failure or interrupted,
-            ui,
+            entry.get("outputs", {}),
             list(self.server.messages),
         )
+
+
+def _import_core_main():
+    """Core's main.py, imported as its startup imports it (custom paths, prestartup scripts). Its logger set-up
+    is skipped: it would take over sys.stdout/stderr and write a log file into the working directory, and
+    pytest owns both (app.logger.setup_logger returns at once once its `logs` buffer exists)."""
+    import collections
+    import importlib.util
+
+    import app.logger
+
+    if not app.logger.logs:
+        app.logger.logs = collections.deque(["tests: console owned by pytest"], maxlen=300)
+    import folder_paths
+
+    # by path: a folder on sys.path may hold another module named `main` (this pack's checkout, for one)
+    path = pathlib.Path(folder_paths.__file__).with_name("main.py")
+    spec = importlib.util.spec_from_file_location("comfyui_main", path)
+    main = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = main
+    spec.loader.exec_module(main)
+    return main

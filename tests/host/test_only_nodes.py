@@ -88,6 +88,27 @@ class TurboTestInterruptAfter:
         return (patched,)
 
 
+class TurboTestBlockProbe:
+    """MODEL -> MODEL with a block-replace patch on block 0 that records the keys core puts in `extra`."""
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"model": ("MODEL",)}}
+
+    RETURN_TYPES = ("MODEL",)
+    FUNCTION = "patch"
+    CATEGORY = "_for_testing"
+
+    def patch(self, model):
+        def probe(args, extra):
+            CAPTURED["block_probe_extra_keys"] = sorted(extra)
+            return extra["original_block"](args)
+
+        patched = model.clone()
+        patched.set_model_patch_replace(probe, "dit", "double_block", 0)
+        return (patched,)
+
+
 SOURCES: dict = {}
 
 
@@ -119,6 +140,7 @@ TEST_NODES = {
     "TurboTestImageSource": TurboTestImageSource,
     "TurboTestLatentSource": TurboTestLatentSource,
     "TurboTestInterruptAfter": TurboTestInterruptAfter,
+    "TurboTestBlockProbe": TurboTestBlockProbe,
     "TurboTestConditioning": TurboTestConditioning,
     "TurboTestCapture": TurboTestCapture,
 }

@@ -5,7 +5,7 @@ Each family module lists its layout as {key: shape} and writes a file the stock 
 """
 import pathlib
 
-from . import ltxv, wan
+from . import ltx2, ltxv, wan
 
 
 def write_all(models_dir: pathlib.Path) -> dict:
@@ -15,6 +15,8 @@ def write_all(models_dir: pathlib.Path) -> dict:
         "ltxv_dit_d64": ltxv.write_dit(models_dir / "diffusion_models" / "tiny_ltxv_dit_d64.safetensors",
                                        head_dim=64, heads=2, seed=5),
         "ltxv_checkpoint": ltxv.write_checkpoint(models_dir / "checkpoints" / "tiny_ltxv.safetensors"),
+        "ltx2_dit": ltx2.write_dit(models_dir / "diffusion_models" / "tiny_ltx2_19b_dit.safetensors"),
+        "ltx2_checkpoint": ltx2.write_checkpoint(models_dir / "checkpoints" / "tiny_ltx2_19b.safetensors"),
         "wan_dit": wan.write_dit(models_dir / "diffusion_models" / "tiny_wan21_t2v.safetensors"),
         "wan_vae": wan.write_vae(models_dir / "vae" / "tiny_wan21_vae.safetensors"),
     }

@@ -21,7 +21,8 @@ from safetensors.torch import save_file
 from torch import nn
 
 from ...models.fusion_blocks import resize_tokens
-from ...patches.lr_features import check_blocks, ltxv_diffusion_model
+from ...patches import core_compat
+from ...patches.lr_features import check_blocks, lr_family
 from ...samplers.shortcut_targets import draw_flow_sigmas
 from ..objective import Objective, flow_pair
 
@@ -34,7 +35,7 @@ def _ints(text: str) -> list[int]:
 
 def _keeping_patch(store: dict, block: int, previous):
     def patch(args, extra):
-        out = previous(args, extra) if previous is not None else extra["original_block"](args)
+        out = previous(args, extra) if previous is not None else core_compat.run_original_block(args, extra)
         store[block] = out["img"].clone()  # the next block updates its input in place
         return out
 
@@ -68,22 +69,22 @@ class DistillObjective(Objective):
     def __init__(self, base, teacher=None, student_blocks=(0,), teacher_blocks=None, teacher_width=None,
                  weight: float = 0.5, head_hidden: int = 256, shift: float = 3.0):
         super().__init__(base)
-        model = ltxv_diffusion_model(base.patcher, "--model")
-        self.student_blocks = check_blocks(student_blocks, len(model.transformer_blocks), "--student-blocks")
+        family, model = lr_family(base.patcher, "--model")
+        self.student_blocks = check_blocks(student_blocks, len(family.blocks_of(model)), "--student-blocks")
         self.teacher_blocks = [int(b) for b in (teacher_blocks or self.student_blocks)]
         if len(self.teacher_blocks) != len(self.student_blocks):
             raise ValueError(f"--teacher-blocks {self.teacher_blocks} must pair up with --student-blocks "
                              f"{self.student_blocks}")
         self.__dict__["teacher"] = teacher
         if teacher is not None:
-            teacher_model = ltxv_diffusion_model(teacher.patcher, "--teacher")
-            check_blocks(self.teacher_blocks, len(teacher_model.transformer_blocks), "--teacher-blocks")
-            teacher_width = int(teacher_model.inner_dim)
+            teacher_family, teacher_model = lr_family(teacher.patcher, "--teacher")
+            check_blocks(self.teacher_blocks, len(teacher_family.blocks_of(teacher_model)), "--teacher-blocks")
+            teacher_width = teacher_family.width_of(teacher_model)
         if teacher_width is None:
             raise ValueError("give --teacher (a model) or the teacher width of the precomputed features")
         self.weight, self.shift, self.teacher_width = float(weight), float(shift), int(teacher_width)
         self.student = model.requires_grad_(True)
-        self.heads = nn.ModuleDict({str(b): _head(int(model.inner_dim), self.teacher_width, head_hidden)
+        self.heads = nn.ModuleDict({str(b): _head(family.width_of(model), self.teacher_width, head_hidden)
                                     for b in self.student_blocks}).to(base.device)
         self.__dict__["student_features"], self.__dict__["teacher_features"] = {}, {}
         self.__dict__["student_patcher"] = keeping_patcher(base.patcher, self.student_blocks, self.student_features)

@@ -32,8 +32,8 @@ class FusionObjective(Objective):
     def __init__(self, base, hr_blocks, lr_blocks=None, mlp_ratio: float = 1.0, lr_sigma: float = 0.1,
                  lr_scale: int = 2, shift: float = 3.0):
         super().__init__(base)
-        model = lrf.ltxv_diffusion_model(base.patcher, "--model")
-        count, width = len(model.transformer_blocks), int(model.inner_dim)
+        family, model = lrf.lr_family(base.patcher, "--model")
+        count, width = len(family.blocks_of(model)), family.width_of(model)
         lrf.check_blocks(hr_blocks, count, "--hr-blocks")
         lrf.check_blocks(lr_blocks or hr_blocks, count, "--lr-blocks")
         if not 0.0 < lr_sigma < 1.0 or lr_scale < 1:
