@@ -80,3 +80,14 @@ def detect_diffusion_config(state_dict: dict, metadata: dict | None):
     prefix = comfy.model_detection.unet_prefix_from_state_dict(state_dict)
     prefix = prefix if any(key.startswith(prefix) for key in state_dict) else ""
     return comfy.model_detection.model_config_from_unet(state_dict, prefix, metadata=metadata)
+
+
+# --- where LTX-2's text connectors live -----------------------------------------------------------------
+
+def ltxav_dit_has_text_connectors() -> bool:
+    """True where core's LTXAV DiT runs the two text connectors itself (preprocess_text_embeds, core 0.15+:
+    the checkpoint's model.diffusion_model.*_embeddings_connector.* keys load into the DiT); False where the
+    LTX-2 text encoder owns them (core 0.8.0: the DiT would report those keys as unexpected)."""
+    from comfy.ldm.lightricks.av_model import LTXAVModel
+
+    return callable(getattr(LTXAVModel, "preprocess_text_embeds", None))
