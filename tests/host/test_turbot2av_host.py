@@ -1,0 +1,215 @@
+"""TurboT2AVLoader on tiny students in TurboT2AV's released layout, completed from a tiny LTX-2 19B-layout
+base checkpoint, sampled the TurboT2AV way (rCM turbot2av preset, 4 steps, no CFG, 24 fps, AV latent)."""
+import re
+
+import pytest
+import torch
+from tiny_models import ltx2
+from tiny_models import turbot2av as tiny
+from tiny_models import turbowan as tiny_wan
+
+from host import graphs
+
+pytestmark = pytest.mark.host
+
+FRAMES, SIZE = 9, 64
+
+
+def connectors_in_dit() -> bool:
+    from turbovideo.patches import core_compat
+
+    return core_compat.ltxav_dit_has_text_connectors()
+
+
+def conditioning_width() -> int:
+    """Gemma-projection width (core 0.29 runs the DiT's connectors on it), or the processed [video | audio]
+    connector output (core 0.8.0: the text encoder ran them)."""
+    caption = ltx2.TRANSFORMER_19B["caption_channels"]
+    return caption if connectors_in_dit() else 2 * caption
+
+
+def base_path(name):
+    import folder_paths
+
+    return folder_paths.get_full_path_or_raise("checkpoints", name)
+
+
+@pytest.fixture(scope="session")
+def t2av_files(comfy, tiny_models, tmp_path_factory):
+    import convert_turbot2av
+
+    import pathlib
+
+    folder = tmp_path_factory.mktemp("turbot2av") / "diffusion_models"
+    base = pathlib.Path(base_path(tiny_models["ltx2_checkpoint"]))
+    weights = tiny.student_weights(seed=51)
+    files = {variant: tiny.write_student(folder / f"TurboT2AV-{variant}.pth", weights, variant)
+             for variant in tiny.VARIANTS}
+    files["native"] = tiny.write_native(folder / "TurboT2AV-native.safetensors", weights, base)
+    files["converted"] = convert_turbot2av.convert_file(folder / files["generator"], base,
+                                                        folder / "TurboT2AV-converted.safetensors").name
+    files["other"] = tiny.write_student(folder / "TurboT2AV-other.pth", tiny.student_weights(seed=52))
+    comfy.add_model_folder("diffusion_models", folder)
+    return files
+
+
+def loader(student, base):
+    return {"class_type": "TurboT2AVLoader", "inputs": {"student_name": student, "base_checkpoint": base}}
+
+
+def unet(name):
+    return {"class_type": "UNETLoader", "inputs": {"unet_name": name, "weight_dtype": "default"}}
+
+
+def t2av_graph(model_node, seed=5):
+    prompt = {
+        "model": model_node,
+        "text": {"class_type": "TurboTestConditioning",
+                 "inputs": {"tokens": 7, "width": conditioning_width(), "seed": 3, "attention_mask": False}},
+        "pos": {"class_type": "LTXVConditioning",
+                "inputs": {"positive": ["text", 0], "negative": ["text", 0], "frame_rate": 24.0}},
+        "latent": {"class_type": "TurboT2AVEmptyLatent", "inputs": {
+            "width": SIZE, "height": SIZE, "length": FRAMES, "batch_size": 1, "frame_rate": 24.0}},
+        "sigmas": {"class_type": "TurboRCMSigmas", "inputs": {"steps": 4, "sigma_max": 80.0,
+                                                              "mid_timesteps": "turbot2av"}},
+        "sampler": {"class_type": "TurboRCMSampler", "inputs": {"mode": "sde"}},
+    }
+    prompt.update(graphs.custom_sampler_nodes(["model", 0], ["latent", 0], ["sampler", 0], ["sigmas", 0], seed))
+    prompt.update(graphs.capture(["sample", 0], "latent"))
+    return prompt
+
+
+def run_av(comfy, captured, model_node, prompt=None):
+    captured.clear()
+    result = comfy.run(prompt or t2av_graph(model_node))
+    assert result.ok, result.describe()
+    video, audio = captured["latent"]["samples"].unbind()
+    return video.clone(), audio.clone()
+
+
+def assert_same(a, b, atol):
+    for got, expected in zip(a, b):
+        torch.testing.assert_close(got, expected, rtol=0, atol=atol)
+
+
+def relative(a, b):
+    return max(((x - y).norm() / y.norm()).item() for x, y in zip(a, b))
+
+
+def test_student_equals_core_loading_the_completed_weights(comfy, tiny_models, t2av_files, captured):
+    base = tiny_models["ltx2_checkpoint"]
+    student = run_av(comfy, captured, loader(t2av_files["generator"], base))
+    native = run_av(comfy, captured, unet(t2av_files["native"]))
+    video, audio = student
+    assert video.shape == (1, 128, 2, 2, 2) and audio.shape == (1, 8, 9, 16)  # round(9 / 24 * 25) = 9
+    assert all(torch.isfinite(t).all() and t.std() > 0.05 for t in student)
+    assert_same(student, native, atol=1e-6)
+    other = run_av(comfy, captured, loader(t2av_files["other"], base))
+    assert relative(other, student) > 1e-2  # the student's own tensors make the output
+
+
+def test_the_loader_leaves_no_key_unused_or_missing(comfy, tiny_models, t2av_files, captured, clean_load):
+    run_av(comfy, captured, loader(t2av_files["generator"], tiny_models["ltx2_checkpoint"]))
+
+
+@pytest.mark.parametrize("variant", [v for v in tiny.VARIANTS if v != "generator"] + ["converted", "converted-core"])
+def test_every_layout_and_the_converted_file_give_the_same_model(comfy, tiny_models, t2av_files, captured, variant):
+    base = tiny_models["ltx2_checkpoint"]
+    reference = run_av(comfy, captured, loader(t2av_files["generator"], base))
+    node = unet(t2av_files["converted"]) if variant == "converted-core" else loader(t2av_files[variant], base)
+    assert_same(run_av(comfy, captured, node), reference, atol=0)
+
+
+def test_the_base_connectors_reach_the_dit_where_core_runs_them(comfy, tiny_models, t2av_files, captured,
+                                                                tmp_path_factory):
+    if not connectors_in_dit():
+        pytest.skip("core 0.8.0 runs LTX-2's text connectors in the text encoder (LTXAVTextEncoderLoader takes "
+                    "them from the base checkpoint), not in the DiT")
+    folder = tmp_path_factory.mktemp("other_base") / "checkpoints"
+    other_base = ltx2.write_checkpoint(folder / "tiny_ltx2_other_connectors.safetensors", seed=77)
+    comfy.add_model_folder("checkpoints", folder)
+    student = run_av(comfy, captured, loader(t2av_files["generator"], tiny_models["ltx2_checkpoint"]))
+    swapped = run_av(comfy, captured, loader(t2av_files["generator"], other_base))
+    assert relative(swapped, student) > 1e-2
+
+
+def test_the_graph_samples_turbot2avs_sigmas(comfy, tiny_models, t2av_files, captured):
+    from turbovideo.samplers import rcm
+
+    prompt = t2av_graph(loader(t2av_files["generator"], tiny_models["ltx2_checkpoint"]))
+    prompt.update(graphs.capture(["sigmas", 0], "sigmas"))
+    run_av(comfy, captured, None, prompt)
+    assert torch.equal(captured["sigmas"], rcm.rcm_preset_sigmas("turbot2av", 4))
+
+
+def test_empty_latent_has_turbot2avs_audio_length(comfy, captured):
+    captured.clear()
+    prompt = {"latent": {"class_type": "TurboT2AVEmptyLatent", "inputs": {
+        "width": 96, "height": 64, "length": 121, "batch_size": 2, "frame_rate": 24.0}}}
+    prompt.update(graphs.capture(["latent", 0], "latent"))
+    assert comfy.run(prompt).ok
+    video, audio = captured["latent"]["samples"].unbind()
+    assert video.shape == (2, 128, 16, 2, 3) and audio.shape == (2, 8, 126, 16)  # core's ceiling: 127
+
+
+@pytest.mark.parametrize("kind, message", [
+    ("full_checkpoint", "full LTX-2 checkpoint.*Choose it as base_checkpoint"),
+    ("wan", "Wan / TurboWan model.*TurboWanLoader"),
+    ("truncated", "truncated or damaged.*re-download"),
+    ("code", "holds Python objects or code.*refused and nothing in it was run"),
+])
+def test_wrong_files_say_what_to_load_instead(comfy, tiny_models, t2av_files, tmp_path_factory, kind, message):
+    folder = tmp_path_factory.mktemp(f"bad_{kind}") / "diffusion_models"
+    folder.mkdir(parents=True)
+    marker = folder.parent / "MARKER"
+    name = f"bad-{kind}.pth"
+    if kind == "full_checkpoint":
+        name = "ltx-2-19b-dev-as-student.safetensors"
+        (folder / name).write_bytes(open(base_path(tiny_models["ltx2_checkpoint"]), "rb").read())
+    elif kind == "wan":
+        torch.save(tiny_wan.to_turbowan(tiny_wan.native_state_dict()), str(folder / name))
+    elif kind == "truncated":
+        data = (t2av_files_path(comfy, t2av_files["generator"])).read_bytes()
+        (folder / name).write_bytes(data[: len(data) // 3])
+    else:
+        torch.save({"generator": {"model.x": torch.ones(1)}, "hook": MarkerPayload(str(marker))}, str(folder / name))
+    comfy.add_model_folder("diffusion_models", folder)
+    result = comfy.run(t2av_graph(loader(name, tiny_models["ltx2_checkpoint"])))
+    assert not result.ok and re.search(message, result.describe()), result.describe()
+    assert not marker.exists()
+
+
+def t2av_files_path(comfy, name):
+    import pathlib
+
+    import folder_paths
+
+    return pathlib.Path(folder_paths.get_full_path_or_raise("diffusion_models", name))
+
+
+class MarkerPayload:
+    """Unpickling this would create `path` (builtins.open)."""
+
+    def __init__(self, path):
+        self.path = path
+
+    def __reduce__(self):
+        return (open, (self.path, "w"))
+
+
+def test_missing_files_are_validation_errors(comfy, tiny_models, t2av_files):
+    result = comfy.run(t2av_graph(loader("nope.pth", tiny_models["ltx2_checkpoint"])))
+    assert not result.ok and "student_name" in result.describe()
+    result = comfy.run(t2av_graph(loader(t2av_files["generator"], "nope.safetensors")))
+    assert not result.ok and "base_checkpoint" in result.describe()
+
+
+def test_core_compat_knows_where_ltx2s_text_connectors_live(comfy, tiny_models):
+    """The reach (patches/core_compat.ltxav_dit_has_text_connectors) against what core really builds."""
+    import comfy.sd
+    import folder_paths
+
+    path = folder_paths.get_full_path_or_raise("diffusion_models", tiny_models["ltx2_dit"])
+    diffusion_model = comfy.sd.load_diffusion_model(path).model.diffusion_model
+    assert connectors_in_dit() == hasattr(diffusion_model, "video_embeddings_connector")
+    assert connectors_in_dit() == hasattr(diffusion_model, "audio_embeddings_connector")
