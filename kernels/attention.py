@@ -59,12 +59,27 @@ def unsupported_reason(q, k, v, backend: str) -> str | None:
     return None
 
 
+# (query block, key block) of the block map, the quantisation and the sparse kernel. TurboDiffusion's SageSLA
+# (SLA/core.py SageSparseLinearAttention, used by TurboWan and TurboT2AV alike) picks them per GPU: 64 / 128 on
+# sm90 (H100, H20), 128 / 64 elsewhere; its plain SLA takes 128 / 64 (BLKQ / BLKK, TurboT2AV --sla_block_q/k).
+SLA_BLOCKS = (attention_reference.BLOCK_Q, attention_reference.BLOCK_K)
+SAGESLA_SM90_BLOCKS = (64, 128)
+
+
+def sla_blocks(q: torch.Tensor, backend: str) -> tuple[int, int]:
+    """The (query, key) block sizes TurboDiffusion runs `backend` with on q's device."""
+    if backend == "sagesla" and q.is_cuda and torch.cuda.get_device_capability(q.device) == (9, 0):
+        return SAGESLA_SM90_BLOCKS
+    return SLA_BLOCKS
+
+
 def attention(q, k, v, backend: str = "sdpa", *, topk: float = 0.1, proj_l=None, scale=None, linear_keys="rest",
-              implementation: str = "auto") -> torch.Tensor:
+              implementation: str = "auto", blocks: tuple[int, int] | None = None) -> torch.Tensor:
     """Attention of q over k, v in q's dtype; the caller's tensors are never modified.
 
-    topk: share of key blocks each query block keeps (sla, sagesla). proj_l: (weight (D, D),
-    bias (D,) or None) of SLA's linear-branch projection, None for a zero projection.
+    topk: share of key blocks each query block keeps (sla, sagesla), at least one. proj_l: (weight (D, D),
+    bias (D,) or None) of SLA's linear-branch projection, None for a zero projection (sparse branch only).
+    blocks: (query, key) block sizes of sla / sagesla, None for sla_blocks(q, backend).
     """
     reason = unsupported_reason(q, k, v, backend)
     if reason is not None:
@@ -78,5 +93,6 @@ def attention(q, k, v, backend: str = "sdpa", *, topk: float = 0.1, proj_l=None,
         module = _triton_module("sage_triton") if triton else attention_reference
         return module.sage_attention(q, k, v, scale)
     module = _triton_module("sla_triton") if triton else attention_reference
+    block_q, block_k = blocks or sla_blocks(q, backend)
     return module.sla_attention(q, k, v, topk, proj_l, quantized=backend == "sagesla", scale=scale,
-                                linear_keys=linear_keys)
+                                linear_keys=linear_keys, block_q=block_q, block_k=block_k)

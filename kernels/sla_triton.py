@@ -10,7 +10,7 @@ import triton
 import triton.language as tl
 
 from . import attention_reference as reference
-from .sage_triton import BLOCK_M, BLOCK_N, _attend_key_block, _check, pv_dtype, quantized_qk
+from .sage_triton import _attend_key_block, _check, pv_dtype, quantized_qk
 
 
 @triton.jit
@@ -39,10 +39,10 @@ def _sparse_kernel(q_ptr, q_scale_ptr, k_ptr, k_scale_ptr, v_ptr, lut_ptr, o_ptr
     tl.store(o_ptr + q_offsets, acc / l_i[:, None], mask=rows[:, None] < q_len)
 
 
-def _operands(q, k, v, scale, quantized):
+def _operands(q, k, v, scale, quantized, block_q, block_k):
     """(q, q scales, k, k scales, v, qk_scale, P.V dtype, dot precision) as the kernel takes them."""
     if quantized:
-        q8, q_scales, k8, k_scales = quantized_qk(q, k, scale)
+        q8, q_scales, k8, k_scales = quantized_qk(q, k, scale, block_q, block_k)
         return q8, q_scales, k8, k_scales, v.contiguous(), 1.0, pv_dtype(v.dtype), "tf32"
     qk_scale = reference.softmax_scale(q, scale) * reference.LOG2E
     # fp32 inputs keep fp32 products (no tf32 rounding): the sparse branch must match exact attention.
@@ -53,27 +53,29 @@ def _operands(q, k, v, scale, quantized):
 
 def block_attention(q, k, v, scale=None, lut=None, quantized=False,
                     block_q=reference.BLOCK_Q, block_k=reference.BLOCK_K):
-    """attention_reference.block_attention in Triton (lut None: every key block)."""
+    """attention_reference.block_attention in Triton (lut None: every key block); block sizes are powers
+    of two >= 16 (128 / 64 by default; TurboDiffusion's SageSLA takes 64 / 128 on Hopper)."""
     _check(q, k, v)
-    if (block_q, block_k) != (BLOCK_M, BLOCK_N):
-        raise ValueError(f"the Triton kernels use blocks of {BLOCK_M} query and {BLOCK_N} key tokens; "
-                         f"got {block_q} and {block_k}")
+    for size in (block_q, block_k):
+        if size < 16 or size & (size - 1):
+            raise ValueError(f"the Triton kernels take power-of-two blocks >= 16; got {block_q} and {block_k}")
     b, h, q_len, d = q.shape
-    q_blocks, k_blocks = triton.cdiv(q_len, BLOCK_M), triton.cdiv(k.shape[2], BLOCK_N)
+    q_blocks, k_blocks = triton.cdiv(q_len, block_q), triton.cdiv(k.shape[2], block_k)
     if lut is None:
         lut = torch.arange(k_blocks, device=q.device).expand(b, h, q_blocks, k_blocks)
     lut = lut.to(torch.int32).contiguous()
-    q_, q_s, k_, k_s, v_, qk_scale, dtype, precision = _operands(q, k, v, scale, quantized)
+    q_, q_s, k_, k_s, v_, qk_scale, dtype, precision = _operands(q, k, v, scale, quantized, block_q, block_k)
     out = torch.empty(b, h, q_len, d, dtype=torch.float32, device=q.device)
     _sparse_kernel[(q_blocks, b * h)](
         q_, q_s, k_, k_s, v_, lut, out, q_len, k.shape[2], q_blocks, k_blocks, lut.shape[-1], qk_scale,
-        QUANT=quantized, PV_DTYPE=dtype, PRECISION=precision, BLOCK_M=BLOCK_M, BLOCK_N=BLOCK_N, D=d,
+        QUANT=quantized, PV_DTYPE=dtype, PRECISION=precision, BLOCK_M=block_q, BLOCK_N=block_k, D=d,
         num_warps=8 if d > 64 else 4,
     )
     return out
 
 
-def sla_attention(q, k, v, topk=0.1, proj_l=None, quantized=False, scale=None, linear_keys="rest") -> torch.Tensor:
+def sla_attention(q, k, v, topk=0.1, proj_l=None, quantized=False, scale=None, linear_keys="rest",
+                  block_q=reference.BLOCK_Q, block_k=reference.BLOCK_K) -> torch.Tensor:
     """SLA (SageSLA when quantized): the Triton sparse branch plus the torch block map and linear branch."""
-    return reference.sla_attention(q, k, v, topk, proj_l, quantized, scale, sparse=block_attention,
-                                   linear_keys=linear_keys)
+    return reference.sla_attention(q, k, v, topk, proj_l, quantized, scale, block_q, block_k,
+                                   sparse=block_attention, linear_keys=linear_keys)
