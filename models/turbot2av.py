@@ -23,6 +23,7 @@ from . import turbot2av_file
 CONTAINER_KEYS = ("generator", "model", "state_dict")
 PREFIXES = ("model.velocity_model.", "model.")
 BASE_DIT_PREFIX = "model.diffusion_model."
+VAE_PREFIX = "vae."
 CONNECTOR_PREFIXES = ("video_embeddings_connector.", "audio_embeddings_connector.")
 FULL_CHECKPOINT_PREFIXES = (BASE_DIT_PREFIX, "vae.", "audio_vae.", "vocoder.", "text_embedding_projection.")
 LTX2_KEY = "audio_adaln_single.linear.weight"  # core's LTXAV detection key
@@ -183,6 +184,19 @@ def read_base(path, name: str) -> Base:
         shapes = {bare: tuple(file.get_slice(key).get_shape()) for bare, key in dit.items()}
         connectors = {bare: file.get_tensor(key) for bare, key in dit.items() if bare.startswith(CONNECTOR_PREFIXES)}
     return Base(config, connectors, shapes)
+
+
+def read_base_vae(path, name: str) -> tuple[dict, dict]:
+    """(video VAE tensors, metadata) of the base checkpoint: its `vae.` keys without the prefix, as core's
+    checkpoint loader hands them to comfy.sd.VAE (the metadata config says how to build it)."""
+    turbot2av_file.check_safetensors(path, name, "base_checkpoint")
+    with safe_open(str(path), framework="pt") as file:
+        tensors = {k[len(VAE_PREFIX):]: file.get_tensor(k) for k in file.keys() if k.startswith(VAE_PREFIX)}
+        metadata = file.metadata() or {}
+    if not tensors:
+        raise TurboT2AVError(f"base_checkpoint: '{name}' holds no video VAE ({VAE_PREFIX}* keys); choose the full "
+                             f"{BASE_FILE}")
+    return tensors, metadata
 
 
 # --- student + base -----------------------------------------------------------------------------------

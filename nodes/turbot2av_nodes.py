@@ -6,7 +6,7 @@ from comfy_api.latest import io
 
 from ..models import turbot2av
 from ..patches.turbot2av_latent import empty_av_latent
-from ..patches.turbot2av_loader import load_turbot2av
+from ..patches.turbot2av_loader import load_base_vae, load_turbot2av
 
 CATEGORY = "TurboVideo/loaders"
 STUDENT_FOLDER, BASE_FOLDER = "diffusion_models", "checkpoints"
@@ -28,7 +28,7 @@ class TurboT2AVLoader(io.ComfyNode):
             node_id="TurboT2AVLoader", display_name="Load TurboT2AV Model", category=CATEGORY,
             description="Loads TurboDiffusion's TurboT2AV student (LTX-2 19B distilled to 4 audio-video steps) into "
                         "ComfyUI's own LTX-2 model, completed with the text connectors and config of the base "
-                        "LTX-2 19B checkpoint. Sample with Turbo rCM Sigmas (turbot2av), 4 steps, no CFG, 24 fps.",
+                        "LTX-2 19B checkpoint; also gives that checkpoint's video VAE. Sample with Turbo rCM Sigmas (turbot2av), 4 steps, no CFG, 24 fps.",
             inputs=[
                 io.Combo.Input("student_name", options=student_files(),
                                tooltip=f"TurboT2AV's model.pth in models/{STUDENT_FOLDER} (read as plain tensors "
@@ -36,9 +36,10 @@ class TurboT2AVLoader(io.ComfyNode):
                 io.Combo.Input("base_checkpoint", options=base_files(),
                                tooltip=f"The LTX-2 19B checkpoint in models/{BASE_FOLDER} the student was "
                                        "distilled from (ltx-2-19b-dev*.safetensors): its text connectors and "
-                                       "config complete the student. Not read for a converted .safetensors."),
+                                       "config complete the student (a converted .safetensors has them already); "
+                                       "its video VAE is the second output."),
             ],
-            outputs=[io.Model.Output()],
+            outputs=[io.Model.Output(), io.Vae.Output(display_name="video_vae")],
         )
 
     @classmethod
@@ -59,7 +60,7 @@ class TurboT2AVLoader(io.ComfyNode):
         model, student = load_turbot2av(student_path, student_name, base_path, base_checkpoint)
         source = "converted file" if student.converted else f"keys '{student.prefix or '(flat)'}'"
         logging.info("TurboT2AVLoader: %s (%s) completed from %s", student_name, source, base_checkpoint)
-        return io.NodeOutput(model)
+        return io.NodeOutput(model, load_base_vae(base_path, base_checkpoint))
 
 
 class TurboT2AVEmptyLatent(io.ComfyNode):

@@ -3,7 +3,8 @@
 The student's tensors, the base's text connectors (where core's DiT holds them) and the base's metadata
 config go through comfy.sd.load_diffusion_model_state_dict, so the result is exactly what UNETLoader makes
 of a complete LTX-2 DiT file: core's detection, model sampling, LoRA keys, offloading, and the pack's speed
-nodes apply as to any LTX-2 model.
+nodes apply as to any LTX-2 model. The base's video VAE comes out too, read alone (a checkpoint loader would
+also load the teacher's 19B DiT just for it).
 """
 from __future__ import annotations
 
@@ -40,3 +41,9 @@ def load_turbot2av(student_path, student_name: str, base_path, base_name: str):
         raise turbot2av.TurboT2AVError(f"student: ComfyUI did not load '{student_name}' as an LTX-2 model; load "
                                        f"TurboT2AV's {turbot2av.STUDENT_FILE} with base {turbot2av.BASE_FILE}")
     return model, student
+
+
+def load_base_vae(base_path, base_name: str):
+    """The base checkpoint's video VAE, built as core's checkpoint loader builds it, without its 19B DiT."""
+    state_dict, metadata = turbot2av.read_base_vae(base_path, base_name)
+    return comfy.sd.VAE(sd=state_dict, metadata=metadata)

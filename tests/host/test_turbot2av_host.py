@@ -213,3 +213,22 @@ def test_core_compat_knows_where_ltx2s_text_connectors_live(comfy, tiny_models):
     diffusion_model = comfy.sd.load_diffusion_model(path).model.diffusion_model
     assert connectors_in_dit() == hasattr(diffusion_model, "video_embeddings_connector")
     assert connectors_in_dit() == hasattr(diffusion_model, "audio_embeddings_connector")
+
+
+def test_the_video_vae_is_the_base_checkpoints_as_core_loads_it(comfy, tiny_models, t2av_files, captured):
+    from host.test_only_nodes import SOURCES
+
+    SOURCES["t2av_latent"] = torch.randn(1, 128, 2, 2, 2, generator=torch.Generator().manual_seed(8))
+    base = tiny_models["ltx2_checkpoint"]
+    prompt = {"model": loader(t2av_files["generator"], base),
+              "ckpt": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": base}},
+              "latent": {"class_type": "TurboTestLatentSource", "inputs": {"key": "t2av_latent"}},
+              "ours": {"class_type": "VAEDecode", "inputs": {"samples": ["latent", 0], "vae": ["model", 1]}},
+              "core": {"class_type": "VAEDecode", "inputs": {"samples": ["latent", 0], "vae": ["ckpt", 2]}}}
+    prompt.update(graphs.capture(["ours", 0], "ours"))
+    prompt.update(graphs.capture(["core", 0], "core"))
+    captured.clear()
+    result = comfy.run(prompt)
+    assert result.ok, result.describe()
+    assert captured["ours"].shape == (9, 64, 64, 3) and captured["ours"].std() > 0
+    assert torch.equal(captured["ours"], captured["core"])
