@@ -232,3 +232,27 @@ def test_the_video_vae_is_the_base_checkpoints_as_core_loads_it(comfy, tiny_mode
     assert result.ok, result.describe()
     assert captured["ours"].shape == (9, 64, 64, 3) and captured["ours"].std() > 0
     assert torch.equal(captured["ours"], captured["core"])
+
+
+@pytest.mark.parametrize("channels", [1, 2])
+def test_the_streamed_mp4_carries_the_soundtrack_cut_to_the_video(comfy, tmp_path, channels):
+    import av
+    from turbovideo.patches import video_stream
+
+    rate, frames, fps, tone = 24000, 25, 24.0, 440.0
+    t = torch.arange(int(rate * 1.5)) / rate  # 1.5 s of sound for a 25 / 24 s video
+    waveform = (0.5 * torch.sin(2 * torch.pi * tone * t)).expand(1, channels, -1)
+    blocks = [torch.rand(10, 32, 48, 3), torch.rand(frames - 10, 32, 48, 3)]
+    path = str(tmp_path / "av.mp4")
+    assert video_stream.write_video(path, blocks, fps, audio={"waveform": waveform, "sample_rate": rate}) == frames
+    with av.open(path) as container:
+        audio_stream = container.streams.audio[0]
+        assert audio_stream.rate == rate and audio_stream.channels == channels
+        decoded = torch.cat([torch.from_numpy(f.to_ndarray()).reshape(channels, -1)
+                             for f in container.decode(audio=0)], dim=1)
+    assert abs(decoded.shape[1] / rate - frames / fps) < 0.1  # cut to the video, not the 1.5 s given
+    spectrum = torch.fft.rfft(decoded[0, 4096:4096 + rate // 4].double()).abs()
+    assert abs(spectrum.argmax().item() * 4 - tone) <= 8  # the soundtrack is the tone that went in
+    with pytest.raises(ValueError, match="mono or stereo"):
+        video_stream.write_video(str(tmp_path / "x.mp4"), blocks, fps,
+                                 audio={"waveform": torch.zeros(1, 6, 100), "sample_rate": rate})
