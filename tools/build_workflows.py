@@ -24,6 +24,11 @@ WAN_VAE = "wan_2.1_vae.safetensors"
 TURBOWAN_T2V = "TurboWan2.1-T2V-1.3B-480P.pth"
 TURBOWAN_I2V = "TurboWan2.2-I2V-A14B-{}-720P-quant.pth"
 WAN_FPS = 16.0
+TURBOT2AV_STUDENT = "TurboT2AV.pth"  # the released checkpoints/turbot2av_main/model.pth, renamed
+LTX2_CHECKPOINT = "ltx-2-19b-dev.safetensors"
+GEMMA_ENCODER = "gemma_3_12B_it.safetensors"
+T2AV_PROMPT = ("A street musician plays an upbeat melody on an acoustic guitar in a sunlit plaza at dusk, "
+               "pigeons flutter past, people clap along, warm light, the camera slowly pushes in.")
 
 
 def node_info(host) -> dict:
@@ -266,6 +271,31 @@ def turbowan_i2v(info) -> Workflow:
     return w
 
 
+def turbot2av_t2av(info) -> Workflow:
+    """TurboT2AV: LTX-2 19B audio-video in 4 rCM steps (no CFG, 24 fps) with W8A8, fused norms and SageSLA 0.3,
+    video and audio decoded into one MP4."""
+    w = Workflow(info)
+    loaded = w.add("TurboT2AVLoader", student_name=TURBOT2AV_STUDENT, base_checkpoint=LTX2_CHECKPOINT)
+    quantized = w.add("TurboQuantizeINT8", model=(loaded, 0), layers="all", granularity="per_channel", backend="auto")
+    fused = w.add("TurboFusedNorms", model=(quantized, 0))
+    model = w.add("TurboAttention", model=(fused, 0), backend="sagesla", topk=0.3, proj_l="none")
+    clip = w.add("LTXAVTextEncoderLoader", text_encoder=GEMMA_ENCODER, ckpt_name=LTX2_CHECKPOINT)
+    positive = w.add("CLIPTextEncode", title="Prompt", text=T2AV_PROMPT, clip=(clip, 0))
+    cond = w.add("LTXVConditioning", positive=(positive, 0), negative=(positive, 0), frame_rate=24.0)
+    latent = w.add("TurboT2AVEmptyLatent", width=768, height=512, length=121, batch_size=1, frame_rate=24.0)
+    guider = w.add("BasicGuider", model=(model, 0), conditioning=(cond, 0))
+    sampler = w.add("TurboRCMSampler", mode="sde")
+    sigmas = w.add("TurboRCMSigmas", steps=4, sigma_max=80.0, mid_timesteps="turbot2av")
+    split = w.add("LTXVSeparateAVLatent", av_latent=(sample(w, latent, guider, sampler, sigmas), 0))
+    audio_vae = w.add("LTXVAudioVAELoader", ckpt_name=LTX2_CHECKPOINT)
+    audio = w.add("LTXVAudioVAEDecode", samples=(split, 1), audio_vae=(audio_vae, 0))
+    video = w.add("TurboVAEDecodeToVideo", samples=(split, 0), vae=(loaded, 1), frame_rate=24.0, crf=19,
+                  memory_budget_mb=0, chunk_frames=0, chunk_overlap=24, tile_size=0, tile_overlap=64,
+                  audio=(audio, 0))
+    w.add("SaveVideo", video=(video, 0), filename_prefix="video/turbot2av", format="auto", codec="auto")
+    return w
+
+
 WORKFLOWS = {
     "ltxv_lr_to_hr_fusion_adapter.json": lambda info: ltxv_lr_to_hr(info, FUSION_ADAPTER),
     "ltxv_lr_to_hr_training_free.json": lambda info: ltxv_lr_to_hr(info, TRAINING_FREE_LRHR),
@@ -280,6 +310,7 @@ WORKFLOWS = {
     "ltxv_t2v_shortcut.json": ltxv_shortcut,
     "ltxv_t2v_rcm_4_steps.json": ltxv_rcm,
     "ltxv_t2v_token_shift_euler.json": ltxv_token_shift,
+    "turbot2av_t2av_4_steps.json": turbot2av_t2av,
 }
 
 
