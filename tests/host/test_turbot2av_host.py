@@ -256,3 +256,96 @@ def test_the_streamed_mp4_carries_the_soundtrack_cut_to_the_video(comfy, tmp_pat
     with pytest.raises(ValueError, match="mono or stereo"):
         video_stream.write_video(str(tmp_path / "x.mp4"), blocks, fps,
                                  audio={"waveform": torch.zeros(1, 6, 100), "sample_rate": rate})
+
+
+# --- the speed nodes on TurboT2AV (SageSLA scope, W8A8, fused norms) -------------------------------------
+
+D64_FRAMES, D64_SIZE = 9, 256  # video 2 x 8 x 8 = 128 tokens: two 64-token key blocks, so top-k 0.3 is sparse
+
+
+def require(capability):
+    from turbovideo.patches import families
+
+    if capability not in families.ltx2.FAMILY.capabilities:
+        pytest.skip(f"LTX-2 has no {capability} support in this tree yet (the LTX-2 issue adds it)")
+
+
+def pack_module(comfy, name):
+    import sys
+
+    return sys.modules[f"{comfy.pack_module.__name__}.{name}"]
+
+
+@pytest.fixture(scope="session")
+def d64_files(comfy, tmp_path_factory):
+    root = tmp_path_factory.mktemp("turbot2av_d64")
+    base = ltx2.write_checkpoint(root / "checkpoints" / "tiny_ltx2_d64.safetensors", tiny.TRANSFORMER_D64, seed=61)
+    student = tiny.write_student(root / "diffusion_models" / "TurboT2AV-d64.pth",
+                                 tiny.student_weights(tiny.TRANSFORMER_D64, seed=62))
+    comfy.add_model_folder("checkpoints", root / "checkpoints")
+    comfy.add_model_folder("diffusion_models", root / "diffusion_models")
+    return {"base": base, "student": student}
+
+
+def d64_graph(d64_files, speed_nodes):
+    caption = tiny.TRANSFORMER_D64["caption_channels"]
+    prompt = t2av_graph(loader(d64_files["student"], d64_files["base"]))
+    prompt["text"]["inputs"]["width"] = caption if connectors_in_dit() else 2 * caption
+    prompt["latent"]["inputs"].update(width=D64_SIZE, height=D64_SIZE, length=D64_FRAMES)
+    source = ["model", 0]
+    for index, (class_type, inputs) in enumerate(speed_nodes):
+        prompt[f"speed{index}"] = {"class_type": class_type, "inputs": {"model": source, **inputs}}
+        source = [f"speed{index}", 0]
+    prompt["guider"]["inputs"]["model"] = source
+    return prompt
+
+
+SAGESLA = ("TurboAttention", {"backend": "sagesla", "topk": 0.3, "proj_l": "none"})
+
+
+def test_sagesla_runs_exactly_the_video_and_audio_self_attention(comfy, d64_files, captured, monkeypatch):
+    """TurboT2AV's --attention_scope self: every block's attn1 and audio_attn1; the text cross-attention, the
+    audio-video cross-attentions and the text connectors' attention stay exact."""
+    require("TurboAttention")
+    kernels = pack_module(comfy, "kernels.attention")
+    calls, original = [], kernels.attention
+
+    def recording(q, k, v, backend, **kwargs):
+        calls.append((backend, q.shape[-2], k.shape[-2], kwargs.get("topk"), kwargs.get("proj_l")))
+        return original(q, k, v, backend, **kwargs)
+
+    monkeypatch.setattr(kernels, "attention", recording)
+    exact = run_av(comfy, captured, None, d64_graph(d64_files, []))
+    assert calls == []
+    sparse = run_av(comfy, captured, None, d64_graph(d64_files, [SAGESLA]))
+    video_tokens, audio_tokens = 2 * 8 * 8, turbot2av_audio(D64_FRAMES)
+    per_step = {("sagesla", video_tokens, video_tokens, 0.3, None): 2, ("sagesla", audio_tokens, audio_tokens, 0.3, None): 2}
+    assert {c: calls.count(c) for c in set(calls)} == {c: 4 * n for c, n in per_step.items()}  # 2 blocks, 4 steps
+    assert all(torch.isfinite(t).all() for t in sparse) and relative(sparse, exact) > 1e-3
+
+
+def turbot2av_audio(frames):
+    from turbovideo.models import turbot2av
+
+    return turbot2av.audio_latent_length(frames)
+
+
+def test_turbot2avs_speed_chain_runs_int8_and_sagesla(comfy, d64_files, captured, monkeypatch):
+    """The workflow's chain on the student: W8A8 per-channel on the block Linears, fused norms, SageSLA 0.3."""
+    require("TurboAttention")
+    require("TurboQuantizeINT8")
+    int8 = pack_module(comfy, "kernels.int8")
+    gemms, original = [], int8.linear
+
+    def counting(x, qw, sw, *args, **kwargs):
+        gemms.append(tuple(qw.shape))
+        return original(x, qw, sw, *args, **kwargs)
+
+    monkeypatch.setattr(int8, "linear", counting)
+    chain = [("TurboQuantizeINT8", {"layers": "all", "granularity": "per_channel", "backend": "auto"}),
+             ("TurboFusedNorms", {}), SAGESLA]
+    plain = run_av(comfy, captured, None, d64_graph(d64_files, []))
+    fast = run_av(comfy, captured, None, d64_graph(d64_files, chain))
+    block_linears = 2 * (6 * 4 + 2 * 2)  # 2 blocks x (6 attentions x q, k, v, out + 2 feed-forwards x 2)
+    assert len(set(gemms)) >= 4 and len(gemms) >= 4 * block_linears - 8  # a2v/v2a skip nothing here
+    assert all(torch.isfinite(t).all() for t in fast) and 1e-3 < relative(fast, plain) < 0.5

@@ -52,3 +52,10 @@ def base_connectors(base_path) -> dict:
 def write_native(path, weights: dict, base_path, config: dict = ltx2.TRANSFORMER_19B) -> str:
     """The student's tensors + the base's connectors + the 19B config: one file core's UNETLoader loads."""
     return save({**weights, **base_connectors(base_path)}, path, {"transformer": config})
+
+
+# head dim 64 everywhere (video, audio, text connectors), the smallest the INT8 / sparse attention kernels take,
+# so a test sees which attention calls a backend really runs; video 2 x 64, audio 2 x 64, caption 2 x 64
+TRANSFORMER_D64 = {**ltx2.TRANSFORMER_19B, "attention_head_dim": 64, "cross_attention_dim": 128,
+                   "audio_attention_head_dim": 64, "audio_cross_attention_dim": 128, "caption_channels": 128,
+                   "connector_attention_head_dim": 64}
