@@ -264,7 +264,8 @@ def latent_shapes(width: int, height: int, frames: int, batch: int = 1,
                   frame_rate: float = FRAME_RATE) -> tuple[tuple, tuple]:
     """(video [B, 128, F', H/32, W/32], audio [B, 8, T, 16]) latent shapes in core's layout."""
     if (frames - 1) % TEMPORAL:
-        raise ValueError(f"length: {frames} frames; LTX-2 takes 1 + 8k frames (e.g. {1 + TEMPORAL * (frames // TEMPORAL)})")
+        nearest = 1 + TEMPORAL * (frames // TEMPORAL)
+        raise ValueError(f"length: {frames} frames; LTX-2 takes 1 + 8k frames (e.g. {nearest})")
     if width % SPATIAL or height % SPATIAL:
         raise ValueError(f"width / height: {width}x{height}; LTX-2 takes multiples of {SPATIAL}")
     video = (batch, VIDEO_CHANNELS, 1 + (frames - 1) // TEMPORAL, height // SPATIAL, width // SPATIAL)

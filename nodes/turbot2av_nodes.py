@@ -28,7 +28,8 @@ class TurboT2AVLoader(io.ComfyNode):
             node_id="TurboT2AVLoader", display_name="Load TurboT2AV Model", category=CATEGORY,
             description="Loads TurboDiffusion's TurboT2AV student (LTX-2 19B distilled to 4 audio-video steps) into "
                         "ComfyUI's own LTX-2 model, completed with the text connectors and config of the base "
-                        "LTX-2 19B checkpoint; also gives that checkpoint's video VAE. Sample with Turbo rCM Sigmas (turbot2av), 4 steps, no CFG, 24 fps.",
+                        "LTX-2 19B checkpoint; also gives that checkpoint's video VAE. Sample with Turbo rCM "
+                        "Sigmas (turbot2av), 4 steps, no CFG, 24 fps.",
             inputs=[
                 io.Combo.Input("student_name", options=student_files(),
                                tooltip=f"TurboT2AV's model.pth in models/{STUDENT_FOLDER} (read as plain tensors "

@@ -1,8 +1,9 @@
 """Frame blocks streamed into an H.264 MP4 with PyAV, handed on as ComfyUI's VIDEO type.
 
 Each block is converted to 8-bit and encoded as it arrives, so the file grows while the float32
-frames never exist all at once. An AUDIO input becomes the file's AAC soundtrack, cut to the video's length. The result is a VideoFromFile: core SaveVideo copies its packets
-into the output folder without re-encoding (same container, same codec).
+frames never exist all at once. An AUDIO input becomes the file's AAC soundtrack, cut to the video's
+length. The result is a VideoFromFile: core SaveVideo copies its packets into the output folder without
+re-encoding (same container, same codec).
 """
 from __future__ import annotations
 

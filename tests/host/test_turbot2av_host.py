@@ -36,9 +36,9 @@ def base_path(name):
 
 @pytest.fixture(scope="session")
 def t2av_files(comfy, tiny_models, tmp_path_factory):
-    import convert_turbot2av
-
     import pathlib
+
+    import convert_turbot2av
 
     folder = tmp_path_factory.mktemp("turbot2av") / "diffusion_models"
     base = pathlib.Path(base_path(tiny_models["ltx2_checkpoint"]))
@@ -319,7 +319,8 @@ def test_sagesla_runs_exactly_the_video_and_audio_self_attention(comfy, d64_file
     assert calls == []
     sparse = run_av(comfy, captured, None, d64_graph(d64_files, [SAGESLA]))
     video_tokens, audio_tokens = 2 * 8 * 8, turbot2av_audio(D64_FRAMES)
-    per_step = {("sagesla", video_tokens, video_tokens, 0.3, None): 2, ("sagesla", audio_tokens, audio_tokens, 0.3, None): 2}
+    per_step = {("sagesla", video_tokens, video_tokens, 0.3, None): 2,
+                ("sagesla", audio_tokens, audio_tokens, 0.3, None): 2}
     assert {c: calls.count(c) for c in set(calls)} == {c: 4 * n for c, n in per_step.items()}  # 2 blocks, 4 steps
     assert all(torch.isfinite(t).all() for t in sparse) and relative(sparse, exact) > 1e-3
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
-from tiny_models import ltx2, ltxv
+from tiny_models import ltx2
 from tiny_models import turbot2av as tiny
 from tiny_models import turbowan as tiny_wan
 from turbovideo.models import turbot2av
