@@ -26,7 +26,7 @@ TURBOWAN_I2V = "TurboWan2.2-I2V-A14B-{}-720P-quant.pth"
 WAN_FPS = 16.0
 TURBOT2AV_STUDENT = "TurboT2AV.pth"  # the released checkpoints/turbot2av_main/model.pth, renamed
 LTX2_CHECKPOINT = "ltx-2-19b-dev.safetensors"
-GEMMA_ENCODER = "gemma_3_12B_it.safetensors"
+GEMMA_ENCODER = "gemma_3_12B_it_fp4_mixed.safetensors"
 T2AV_PROMPT = ("A street musician plays an upbeat melody on an acoustic guitar in a sunlit plaza at dusk, "
                "pigeons flutter past, people clap along, warm light, the camera slowly pushes in.")
 
