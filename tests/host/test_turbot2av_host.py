@@ -350,3 +350,23 @@ def test_turbot2avs_speed_chain_runs_int8_and_sagesla(comfy, d64_files, captured
     block_linears = 2 * (6 * 4 + 2 * 2)  # 2 blocks x (6 attentions x q, k, v, out + 2 feed-forwards x 2)
     assert len(gemms) == 4 * block_linears, len(gemms)  # every block Linear, every step, as INT8 GEMMs
     assert all(torch.isfinite(t).all() for t in fast) and 1e-3 < relative(fast, plain) < 0.5
+
+
+def test_fused_norms_on_the_student_run_every_norm_fused(comfy, d64_files, captured, monkeypatch):
+    """TurboFusedNorms on the loaded student: the q/k RMSNorms of every attention run the fused kernels (12 per
+    block and step; on core 0.29 also the connectors', which run once per sampling, when the conds are built),
+    within float rounding of core's own norms."""
+    norms = pack_module(comfy, "kernels.norms")
+    calls, original = [], norms.rms_norm
+
+    def counting(x, *args, **kwargs):
+        calls.append(x.shape[-1])
+        return original(x, *args, **kwargs)
+
+    monkeypatch.setattr(norms, "rms_norm", counting)
+    plain = run_av(comfy, captured, None, d64_graph(d64_files, []))
+    assert calls == []
+    fused = run_av(comfy, captured, None, d64_graph(d64_files, [("TurboFusedNorms", {})]))
+    connectors = 2 * 2 if connectors_in_dit() else 0  # one connector layer each: q_norm, k_norm
+    assert len(calls) == 4 * 2 * 12 + connectors  # 4 steps x 2 blocks x 6 attentions x (q, k norm)
+    assert relative(fused, plain) < 1e-5
