@@ -7,7 +7,10 @@ patch failing somewhere deep inside sampling.
 """
 from __future__ import annotations
 
+import contextlib
 import inspect
+
+import torch
 
 
 class CoreChanged(RuntimeError):
@@ -80,3 +83,48 @@ def detect_diffusion_config(state_dict: dict, metadata: dict | None):
     prefix = comfy.model_detection.unet_prefix_from_state_dict(state_dict)
     prefix = prefix if any(key.startswith(prefix) for key in state_dict) else ""
     return comfy.model_detection.model_config_from_unet(state_dict, prefix, metadata=metadata)
+
+
+# --- core's training switch ------------------------------------------------------------------------------
+
+# comfy.model_management.in_training (0.29 has it, 0.8.0 does not): while it is True, core's models take their
+# differentiable torch paths instead of comfy-kitchen custom ops that have no autograd formula (LTX RoPE:
+# comfy.quant_ops.ck.apply_rope*). Core's own training node sets it around its loop only. 0.8.0 has no
+# switch and no such ops: its LTX forward is plain torch.
+TRAINING_SWITCH = "in_training"
+
+
+@contextlib.contextmanager
+def differentiable_core():
+    """Core's models run so that a backward pass through them works, inside this block only.
+
+    - core's training switch on (TRAINING_SWITCH), restored on exit: a ComfyUI server's inference keeps core's
+      fast ops. It is a module global: do not sample in another thread of this process during a training step;
+    - tensors on the gradient path saved as copies: core's LTX blocks update hidden states in place (x.addcmul_,
+      x +=) after autograd saved them ("modified by an inplace operation"); frozen weights are saved as they are.
+    Entered by training/ around each model call and each gradient-checkpoint recompute."""
+    with torch.autograd.graph.saved_tensors_hooks(_saved_copy, _as_saved), _training_switch():
+        yield
+
+
+@contextlib.contextmanager
+def _training_switch():
+    import comfy.model_management
+
+    if not hasattr(comfy.model_management, TRAINING_SWITCH):
+        yield
+        return
+    previous = getattr(comfy.model_management, TRAINING_SWITCH)
+    setattr(comfy.model_management, TRAINING_SWITCH, True)
+    try:
+        yield
+    finally:
+        setattr(comfy.model_management, TRAINING_SWITCH, previous)
+
+
+def _saved_copy(tensor: torch.Tensor) -> torch.Tensor:
+    return tensor.clone() if tensor.requires_grad else tensor
+
+
+def _as_saved(tensor: torch.Tensor) -> torch.Tensor:
+    return tensor
