@@ -73,6 +73,22 @@ def run_original_block(args: dict, extra: dict):
     return extra["original_block"](args)
 
 
+# --- attributes of core's models that the pack reads --------------------------------------------------------
+
+# comfy.ldm.lightricks.model.LTXVModel.vae_scale_factors: (t, h, w) pixels per latent cell, the unit of the pixel
+# coordinates in LTXVAddGuide's keyframe_idxs (TurboTiledModel shifts them per window)
+LTX_VAE_SCALE_FACTORS = "vae_scale_factors"
+
+
+def ltx_vae_scale_factors(base_model) -> tuple[int, int, int]:
+    """(t, h, w) pixels per latent cell of an LTX BaseModel's diffusion model."""
+    scale = getattr(base_model.diffusion_model, LTX_VAE_SCALE_FACTORS, None)
+    if scale is None or len(scale) != 3:
+        raise CoreChanged(f"{type(base_model.diffusion_model).__name__}.{LTX_VAE_SCALE_FACTORS} is {scale!r}; the "
+                          "pack expects (t, h, w) pixels per latent cell; update patches/core_compat.py")
+    return tuple(int(v) for v in scale)
+
+
 # --- checkpoint detection -------------------------------------------------------------------------------
 
 def detect_diffusion_config(state_dict: dict, metadata: dict | None):

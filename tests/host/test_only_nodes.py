@@ -136,9 +136,16 @@ class TurboTestLatentSource(TurboTestImageSource):
         return ({"samples": SOURCES[key]},)
 
 
+class TurboTestMaskSource(TurboTestImageSource):
+    """Outputs SOURCES[key] as a MASK."""
+
+    RETURN_TYPES = ("MASK",)
+
+
 TEST_NODES = {
     "TurboTestImageSource": TurboTestImageSource,
     "TurboTestLatentSource": TurboTestLatentSource,
+    "TurboTestMaskSource": TurboTestMaskSource,
     "TurboTestInterruptAfter": TurboTestInterruptAfter,
     "TurboTestBlockProbe": TurboTestBlockProbe,
     "TurboTestConditioning": TurboTestConditioning,
