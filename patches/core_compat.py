@@ -64,13 +64,43 @@ def core_lineage(obj_or_class, core_module: str) -> list[str]:
     return [c.__name__ for c in cls.__mro__ if c.__module__ == core_module]
 
 
-# --- core's block wrapper -----------------------------------------------------------------------------
+# --- transformer_options entries core's samplers put on every model call, which the pack reads -------------
+
+SIGMAS = "sigmas"  # this call's sigma per batch item
+SAMPLE_SIGMAS = "sample_sigmas"  # the sampling run's whole schedule
+COND_OR_UNCOND = "cond_or_uncond"  # per batch chunk: 0 cond, 1 uncond
+
+
+# --- core's block-replace patches and block wrapper ----------------------------------------------------------
+
+# ModelPatcher.set_model_patch_replace(patch, "dit", "double_block", i) (a public call) keeps a DiT block's patch in
+# model_options["transformer_options"]["patches_replace"]["dit"][("double_block", i)] (LTX-Video, LTX-2, Wan)
+BLOCK_PATCH = ("dit", "double_block")
+# LTX-Video's block-replace args -> BasicTransformerBlock.forward keywords, as core's own block wrapper maps them
+# (args["img"] is the block's first positional input); 0.29 added the last two
+LTX_BLOCK_KEYWORDS = {"txt": "context", "attention_mask": "attention_mask", "vec": "timestep", "pe": "pe",
+                      "transformer_options": "transformer_options", "self_attention_mask": "self_attention_mask",
+                      "prompt_timestep": "prompt_timestep"}
+
+
+def block_patch(model_options: dict, index: int):
+    """The block-replace patch already set on DiT block `index` (another pack's, the training's), or None: a new
+    patch on that block chains to it."""
+    group, kind = BLOCK_PATCH
+    return model_options.get("transformer_options", {}).get("patches_replace", {}).get(group, {}).get((kind, index))
+
 
 def run_original_block(args: dict, extra: dict):
     """The block a block-replace patch stands in for. Core builds `extra["original_block"]` as a closure over
     its loop variable: call it during the patch only (a later call, e.g. a gradient-checkpoint recompute,
     would run the LAST block)."""
     return extra["original_block"](args)
+
+
+def run_ltx_block(block, img, args: dict):
+    """An LTX-Video block called directly on `img` with the other inputs core gave a block-replace patch in `args`
+    (what core's wrapper does, for a caller that must run one particular block later)."""
+    return block(img, **{keyword: args[key] for key, keyword in LTX_BLOCK_KEYWORDS.items() if key in args})
 
 
 # --- attributes of core's models that the pack reads --------------------------------------------------------

@@ -104,11 +104,11 @@ def _expand_batch(value: torch.Tensor, batch: int) -> torch.Tensor:
 def _window_options(options: dict, windows: list[Window], x: torch.Tensor) -> dict:
     out = dict(options)
     out[WINDOWS_KEY] = (tuple(x.shape[2:]), [(w.frames, w.rows, w.cols) for w in windows])
-    for key in ("cond_or_uncond", "uuids"):
+    for key in (core_compat.COND_OR_UNCOND, "uuids"):
         if isinstance(out.get(key), list):
             out[key] = out[key] * len(windows)
-    if isinstance(out.get("sigmas"), torch.Tensor):
-        out["sigmas"] = _crop_or_repeat(out["sigmas"], x, windows)
+    if isinstance(out.get(core_compat.SIGMAS), torch.Tensor):
+        out[core_compat.SIGMAS] = _crop_or_repeat(out[core_compat.SIGMAS], x, windows)
     if isinstance(out.get(CROPPED_OPTIONS_KEY), dict):
         out[CROPPED_OPTIONS_KEY] = {name: _crop_or_repeat(value, x, windows)
                                     for name, value in out[CROPPED_OPTIONS_KEY].items()}

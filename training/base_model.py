@@ -28,7 +28,8 @@ from dataclasses import dataclass, field
 
 import torch
 
-from ..patches import core_compat
+from ..patches import core_compat, families
+from ..patches.families import ltxv
 
 CAPTION_CHANNELS = 4096  # T5-XXL width, LTX-Video's caption_channels
 DEFAULT_CONTEXT_TOKENS = 8
@@ -74,7 +75,7 @@ class Base:
 
         options = extension.copy_nested_dicts(patcher.model_options.get("transformer_options", {}))
         extension.merge_nested_dicts(options.setdefault("wrappers", {}), patcher.wrappers, copy_dict1=False)
-        options.setdefault("cond_or_uncond", [0])
+        options.setdefault(core_compat.COND_OR_UNCOND, [0])
         options.update(entries)
         return options
 
@@ -212,9 +213,7 @@ def _checkpointed_block(module):
             inputs = {**args, **dict(zip(names, tensors))}
             # the block updates its input in place: it gets a copy (differentiable_core saves copies too)
             with core_compat.differentiable_core():
-                return module(img.clone(), context=inputs["txt"], attention_mask=inputs["attention_mask"],
-                              timestep=inputs["vec"], pe=inputs["pe"],
-                              transformer_options=inputs["transformer_options"])
+                return core_compat.run_ltx_block(module, img.clone(), inputs)
 
         return {"img": checkpoint(run, args["img"], *(args[k] for k in names), use_reentrant=True)}
 
@@ -225,8 +224,11 @@ def checkpoint_blocks(patcher) -> None:
     """Gradient checkpointing of every DiT block, as block-replace patches set on `patcher` before any
     adapter patch (the pack's block patches chain to them). A block keeps only its inputs for the backward
     pass and runs again there: the activation memory of one block instead of all of them."""
-    for index, module in enumerate(patcher.model.diffusion_model.transformer_blocks):
-        patcher.set_model_patch_replace(_checkpointed_block(module), "dit", "double_block", index)
+    if families.family_of(patcher) is not ltxv.FAMILY:  # core_compat.run_ltx_block runs LTX-Video blocks
+        raise ValueError(f"--gradient-checkpointing: checkpoints LTX-Video blocks; --model is "
+                         f"{families.describe(patcher)}")
+    for index, module in enumerate(ltxv.FAMILY.blocks_of(patcher.model.diffusion_model)):
+        patcher.set_model_patch_replace(_checkpointed_block(module), *core_compat.BLOCK_PATCH, index)
 
 
 def load_base(dit_path, vae_path=None, device=None, dtype=torch.float32, context_path=None,

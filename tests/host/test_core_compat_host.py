@@ -124,6 +124,61 @@ def test_block_replace_patches_get_cores_original_block(comfy, tiny_models, capt
     result = comfy.run(prompt)
     assert result.ok, result.describe()
     assert captured.get("block_probe_extra_keys") and "original_block" in captured["block_probe_extra_keys"]
+    core_compat = _pack(comfy, "core_compat")
+    passed = set(captured["block_probe_args_keys"]) - {"img"}
+    unmapped = sorted(passed - set(core_compat.LTX_BLOCK_KEYWORDS))
+    assert not unmapped, (f"core's LTX block-replace args gained {unmapped}: map them to the block's keywords in "
+                          "core_compat.LTX_BLOCK_KEYWORDS (core_compat.run_ltx_block would drop them)")
+    read = {core_compat.SIGMAS, core_compat.SAMPLE_SIGMAS, core_compat.COND_OR_UNCOND}
+    gone = sorted(read - set(captured["block_probe_options_keys"]))
+    assert not gone, f"core's samplers no longer put {gone} in transformer_options; update patches/core_compat.py"
+
+
+def test_block_patch_finds_the_patch_set_through_cores_public_call(comfy, tiny_models):
+    core_compat = _pack(comfy, "core_compat")
+    model = _load_dit(tiny_models["ltxv_dit"]).clone()
+
+    def patch(args, extra):
+        return core_compat.run_original_block(args, extra)
+
+    model.set_model_patch_replace(patch, *core_compat.BLOCK_PATCH, 1)
+    assert core_compat.block_patch(model.model_options, 0) is None
+    assert core_compat.block_patch(model.model_options, 1) is patch, (
+        "core keeps block-replace patches somewhere else now (set_model_patch_replace); update core_compat.block_patch")
+
+
+def test_run_ltx_block_is_cores_own_block_call(comfy, tiny_models):
+    """A block-replace patch that runs its block through run_ltx_block gives core's output exactly, and every
+    keyword it passes is one the block takes."""
+    import inspect
+
+    core_compat = _pack(comfy, "core_compat")
+    model = _load_dit(tiny_models["ltxv_dit"])
+    diffusion_model = model.model.diffusion_model
+    taken = set(inspect.signature(type(diffusion_model.transformer_blocks[0]).forward).parameters)
+    x, timestep, context, _ = _ltx_block_inputs(diffusion_model, seed=int(torch.randint(0, 2**20, ())))
+    calls = []
+
+    def direct(index):
+        def patch(args, extra):
+            passed = {k: core_compat.LTX_BLOCK_KEYWORDS[k] for k in args if k in core_compat.LTX_BLOCK_KEYWORDS}
+            assert set(passed.values()) <= taken, f"the LTX block takes no {sorted(set(passed.values()) - taken)}"
+            calls.append(index)
+            return {"img": core_compat.run_ltx_block(diffusion_model.transformer_blocks[index], args["img"], args)}
+        return patch
+
+    blocks = range(len(diffusion_model.transformer_blocks))
+    options = {"patches_replace": {"dit": {("double_block", i): direct(i) for i in blocks}}}
+    with torch.no_grad():
+        expected = diffusion_model(x, timestep, context, None)
+        got = diffusion_model(x, timestep, context, None, transformer_options=options)
+    assert calls == list(blocks)
+    torch.testing.assert_close(got, expected, rtol=0, atol=0)
+
+
+def test_ltx_vae_scale_factors_are_pixels_per_latent_cell(comfy, tiny_models):
+    core_compat = _pack(comfy, "core_compat")
+    assert core_compat.ltx_vae_scale_factors(_load_dit(tiny_models["ltxv_dit"]).model) == (8, 32, 32)
 
 
 def _ltx_block_inputs(diffusion_model, seed):

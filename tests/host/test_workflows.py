@@ -18,8 +18,10 @@ WORKFLOWS = sorted((PACK_ROOT / "workflows").glob("*.json"))
 # Console errors of the frontends themselves in an offline test server, not caused by a workflow or the pack:
 # 1.47's template/model fetches blocked by its own Content Security Policy, and its complaint about the load
 # script polling window.app.graph before the app exists. Anything else on the page fails the test.
-FRONTEND_NOISE = (re.compile(r"^console: (Connecting to '.*' violates|Fetch API cannot load) .*Content Security Policy"),
-                  re.compile(r"^console: ComfyApp graph accessed before initialization$"))
+FRONTEND_NOISE = (
+    re.compile(r"^console: (Connecting to '.*' violates|Fetch API cannot load) .*Content Security Policy"),
+    re.compile(r"^console: ComfyApp graph accessed before initialization$"),
+)
 
 
 def _tools(name):
