@@ -32,9 +32,9 @@ import comfy.patcher_extension
 import torch
 
 from ..samplers.tile_budget import largest_tile, model_call_cost
+from ..samplers.tiling import Window, check_plan_inputs, plan_windows, tiled_apply
 from . import core_compat
 from .tiled_guides import GUIDE_CONDS, window_guides
-from ..samplers.tiling import Window, check_plan_inputs, plan_windows, tiled_apply
 
 WRAPPER_KEY = "turbovideo_tiled_model"
 # transformer_options entry {name: tensor laid out like x [B, C, T, H, W]}: cropped per window like x, so
