@@ -7,7 +7,10 @@ patch failing somewhere deep inside sampling.
 """
 from __future__ import annotations
 
+import contextlib
 import inspect
+
+import torch
 
 
 class CoreChanged(RuntimeError):
@@ -61,13 +64,59 @@ def core_lineage(obj_or_class, core_module: str) -> list[str]:
     return [c.__name__ for c in cls.__mro__ if c.__module__ == core_module]
 
 
-# --- core's block wrapper -----------------------------------------------------------------------------
+# --- transformer_options entries core's samplers put on every model call, which the pack reads -------------
+
+SIGMAS = "sigmas"  # this call's sigma per batch item
+SAMPLE_SIGMAS = "sample_sigmas"  # the sampling run's whole schedule
+COND_OR_UNCOND = "cond_or_uncond"  # per batch chunk: 0 cond, 1 uncond
+
+
+# --- core's block-replace patches and block wrapper ----------------------------------------------------------
+
+# ModelPatcher.set_model_patch_replace(patch, "dit", "double_block", i) (a public call) keeps a DiT block's patch in
+# model_options["transformer_options"]["patches_replace"]["dit"][("double_block", i)] (LTX-Video, LTX-2, Wan)
+BLOCK_PATCH = ("dit", "double_block")
+# LTX-Video's block-replace args -> BasicTransformerBlock.forward keywords, as core's own block wrapper maps them
+# (args["img"] is the block's first positional input); 0.29 added the last two
+LTX_BLOCK_KEYWORDS = {"txt": "context", "attention_mask": "attention_mask", "vec": "timestep", "pe": "pe",
+                      "transformer_options": "transformer_options", "self_attention_mask": "self_attention_mask",
+                      "prompt_timestep": "prompt_timestep"}
+
+
+def block_patch(model_options: dict, index: int):
+    """The block-replace patch already set on DiT block `index` (another pack's, the training's), or None: a new
+    patch on that block chains to it."""
+    group, kind = BLOCK_PATCH
+    return model_options.get("transformer_options", {}).get("patches_replace", {}).get(group, {}).get((kind, index))
+
 
 def run_original_block(args: dict, extra: dict):
     """The block a block-replace patch stands in for. Core builds `extra["original_block"]` as a closure over
     its loop variable: call it during the patch only (a later call, e.g. a gradient-checkpoint recompute,
     would run the LAST block)."""
     return extra["original_block"](args)
+
+
+def run_ltx_block(block, img, args: dict):
+    """An LTX-Video block called directly on `img` with the other inputs core gave a block-replace patch in `args`
+    (what core's wrapper does, for a caller that must run one particular block later)."""
+    return block(img, **{keyword: args[key] for key, keyword in LTX_BLOCK_KEYWORDS.items() if key in args})
+
+
+# --- attributes of core's models that the pack reads --------------------------------------------------------
+
+# comfy.ldm.lightricks.model.LTXVModel.vae_scale_factors: (t, h, w) pixels per latent cell, the unit of the pixel
+# coordinates in LTXVAddGuide's keyframe_idxs (TurboTiledModel shifts them per window)
+LTX_VAE_SCALE_FACTORS = "vae_scale_factors"
+
+
+def ltx_vae_scale_factors(base_model) -> tuple[int, int, int]:
+    """(t, h, w) pixels per latent cell of an LTX BaseModel's diffusion model."""
+    scale = getattr(base_model.diffusion_model, LTX_VAE_SCALE_FACTORS, None)
+    if scale is None or len(scale) != 3:
+        raise CoreChanged(f"{type(base_model.diffusion_model).__name__}.{LTX_VAE_SCALE_FACTORS} is {scale!r}; the "
+                          "pack expects (t, h, w) pixels per latent cell; update patches/core_compat.py")
+    return tuple(int(v) for v in scale)
 
 
 # --- checkpoint detection -------------------------------------------------------------------------------
@@ -91,3 +140,48 @@ def ltxav_dit_has_text_connectors() -> bool:
     from comfy.ldm.lightricks.av_model import LTXAVModel
 
     return callable(getattr(LTXAVModel, "preprocess_text_embeds", None))
+
+
+# --- core's training switch ------------------------------------------------------------------------------
+
+# comfy.model_management.in_training (0.29 has it, 0.8.0 does not): while it is True, core's models take their
+# differentiable torch paths instead of comfy-kitchen custom ops that have no autograd formula (LTX RoPE:
+# comfy.quant_ops.ck.apply_rope*). Core's own training node sets it around its loop only. 0.8.0 has no
+# switch and no such ops: its LTX forward is plain torch.
+TRAINING_SWITCH = "in_training"
+
+
+@contextlib.contextmanager
+def differentiable_core():
+    """Core's models run so that a backward pass through them works, inside this block only.
+
+    - core's training switch on (TRAINING_SWITCH), restored on exit: a ComfyUI server's inference keeps core's
+      fast ops. It is a module global: do not sample in another thread of this process during a training step;
+    - tensors on the gradient path saved as copies: core's LTX blocks update hidden states in place (x.addcmul_,
+      x +=) after autograd saved them ("modified by an inplace operation"); frozen weights are saved as they are.
+    Entered by training/ around each model call and each gradient-checkpoint recompute."""
+    with torch.autograd.graph.saved_tensors_hooks(_saved_copy, _as_saved), _training_switch():
+        yield
+
+
+@contextlib.contextmanager
+def _training_switch():
+    import comfy.model_management
+
+    if not hasattr(comfy.model_management, TRAINING_SWITCH):
+        yield
+        return
+    previous = getattr(comfy.model_management, TRAINING_SWITCH)
+    setattr(comfy.model_management, TRAINING_SWITCH, True)
+    try:
+        yield
+    finally:
+        setattr(comfy.model_management, TRAINING_SWITCH, previous)
+
+
+def _saved_copy(tensor: torch.Tensor) -> torch.Tensor:
+    return tensor.clone() if tensor.requires_grad else tensor
+
+
+def _as_saved(tensor: torch.Tensor) -> torch.Tensor:
+    return tensor

@@ -84,7 +84,7 @@ def _grid_tokens(img: torch.Tensor, options: dict) -> tuple[int, int, int]:
 
 
 def _is_last_step(options: dict) -> tuple[bool, float]:
-    sigmas, schedule = options.get("sigmas"), options.get("sample_sigmas")
+    sigmas, schedule = options.get(core_compat.SIGMAS), options.get(core_compat.SAMPLE_SIGMAS)
     if sigmas is None or schedule is None or len(schedule) < 2:
         return False, 0.0
     sigma = float(sigmas.reshape(-1)[0])
@@ -97,7 +97,7 @@ def _capture_patch(store: LRFeatures, family: families.Family, block: int, previ
         out = _run_block(previous, args, extra)
         options = args["transformer_options"]
         last, sigma = _is_last_step(options)
-        order = list(options.get("cond_or_uncond", [0]))
+        order = list(options.get(core_compat.COND_OR_UNCOND, [0]))
         if last and 0 in order:
             img = family.video_tokens(out["img"])
             chunk = img.shape[0] // len(order)
@@ -122,9 +122,8 @@ def capturing_guider(guider, blocks, store: LRFeatures):
     patched.model_patcher.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.DIFFUSION_MODEL, WRAPPER_KEY,
                                                _grid_wrapper)
     options = comfy.model_patcher.create_model_options_clone(guider.model_options)
-    replace = options.setdefault("transformer_options", {}).get("patches_replace", {}).get("dit", {})
     for block in blocks:
-        patch = _capture_patch(store, family, block, replace.get(("double_block", block)))
+        patch = _capture_patch(store, family, block, core_compat.block_patch(options, block))
         comfy.model_patcher.set_model_options_patch_replace(options, patch, "dit", "double_block", block)
     patched.model_options = options
     return patched
@@ -137,9 +136,8 @@ def capturing_model(model, blocks, store: LRFeatures):
     store.num_blocks, store.width = len(family.blocks_of(diffusion_model)), family.width_of(diffusion_model)
     patched = model.clone()
     patched.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.DIFFUSION_MODEL, WRAPPER_KEY, _grid_wrapper)
-    replace = patched.model_options.get("transformer_options", {}).get("patches_replace", {}).get("dit", {})
     for block in check_blocks(blocks, store.num_blocks, "blocks"):
-        patch = _capture_patch(store, family, block, replace.get(("double_block", block)))
+        patch = _capture_patch(store, family, block, core_compat.block_patch(patched.model_options, block))
         patched.set_model_patch_replace(patch, "dit", "double_block", block)
     return patched
 
@@ -254,9 +252,9 @@ def apply_lr_features(model, features: LRFeatures, adapter: FusionAdapter, stren
     family = check_fits(model, features, adapter, file_name)
     patched = model.clone()
     state = _ApplyState(adapter, features, float(strength), live)
-    replace = patched.model_options.get("transformer_options", {}).get("patches_replace", {}).get("dit", {})
     for hr_block, lr_block in zip(adapter.hr_blocks, adapter.lr_blocks):
-        patch = _fusion_patch(state, family, hr_block, lr_block, replace.get(("double_block", hr_block)))
+        previous = core_compat.block_patch(patched.model_options, hr_block)
+        patch = _fusion_patch(state, family, hr_block, lr_block, previous)
         patched.set_model_patch_replace(patch, "dit", "double_block", hr_block)
     patched.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.DIFFUSION_MODEL, WRAPPER_KEY, _grid_wrapper)
     patched.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.OUTER_SAMPLE, WRAPPER_KEY, state.outer_sample)

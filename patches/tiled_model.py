@@ -15,9 +15,9 @@ What is cropped per window: x; c_concat; every extra cond tensor whose last thre
 (T, H, W) (LTX denoise_mask, concat latents). Repeated per window when tiles are batched: sigma,
 c_crossattn, other tensors whose first dim is the batch, transformer_options' sigmas /
 cond_or_uncond / uuids; tensors under transformer_options[CROPPED_OPTIONS_KEY] are cropped like x.
-LTX-Video keyframe guides (LTXVAddGuide: guide latent frames appended to x, `keyframe_idxs` holding
-their tokens' pixel coordinates): each window keeps the index entries of its own guide cells, moved
-into the window's coordinates like its other tokens; with temporal segments they are refused.
+LTX-Video keyframe guides (LTXVAddGuide: guide latent frames appended to x, with conds laid out over
+their tokens): each window keeps its own guide cells (patches/tiled_guides.py); with temporal segments
+they are refused.
 Not supported: ControlNet / T2I control (computed on the whole latent before apply_model: refused)
 and other conds laid out per token or per latent frame only (Wan reference latents): those pass
 through uncropped.
@@ -33,6 +33,8 @@ import torch
 
 from ..samplers.tile_budget import largest_tile, model_call_cost
 from ..samplers.tiling import Window, check_plan_inputs, plan_windows, tiled_apply
+from . import core_compat
+from .tiled_guides import GUIDE_CONDS, window_guides
 
 WRAPPER_KEY = "turbovideo_tiled_model"
 # transformer_options entry {name: tensor laid out like x [B, C, T, H, W]}: cropped per window like x, so
@@ -99,39 +101,14 @@ def _expand_batch(value: torch.Tensor, batch: int) -> torch.Tensor:
     return value.expand(batch, *value.shape[1:]) if value.shape[0] == 1 and batch > 1 else value
 
 
-KEYFRAME_INDICES = "keyframe_idxs"  # LTXV extra cond: [B, 3 (t, h, w), guide tokens, 2 (start, end)] pixels
-
-
-def _window_keyframes(keyframes: torch.Tensor, x: torch.Tensor, windows: list[Window], scale) -> torch.Tensor:
-    """keyframe_idxs for a batch of windows: each window's guide cells, in its token order, shifted by its
-    spatial offset (the model numbers a window's tokens from 0, as if it were the whole latent)."""
-    height, width = x.shape[3:]
-    guide_frames = keyframes.shape[2] // (height * width)
-    if guide_frames * height * width != keyframes.shape[2]:
-        raise ValueError(f"model: {keyframes.shape[2]} keyframe tokens do not fill whole {height}x{width} latent "
-                         "frames; TurboTiledModel tiles full-frame guides (LTXVAddGuide) only")
-    cells = torch.arange(keyframes.shape[2], device=keyframes.device).reshape(guide_frames, height, width)
-    parts = []
-    for window in windows:
-        if window.frames[1] != x.shape[2]:
-            raise ValueError("model: TurboTiledModel with temporal segments cannot carry LTXVAddGuide keyframes "
-                             "(they sit after the last frame); set segment_length to 0")
-        index = cells[:, slice(*window.rows), slice(*window.cols)].reshape(-1)
-        part = _expand_batch(keyframes, x.shape[0])[:, :, index].clone()
-        part[:, 1] -= window.rows[0] * scale[1]
-        part[:, 2] -= window.cols[0] * scale[2]
-        parts.append(part)
-    return torch.cat(parts, dim=0)
-
-
 def _window_options(options: dict, windows: list[Window], x: torch.Tensor) -> dict:
     out = dict(options)
     out[WINDOWS_KEY] = (tuple(x.shape[2:]), [(w.frames, w.rows, w.cols) for w in windows])
-    for key in ("cond_or_uncond", "uuids"):
+    for key in (core_compat.COND_OR_UNCOND, "uuids"):
         if isinstance(out.get(key), list):
             out[key] = out[key] * len(windows)
-    if isinstance(out.get("sigmas"), torch.Tensor):
-        out["sigmas"] = _crop_or_repeat(out["sigmas"], x, windows)
+    if isinstance(out.get(core_compat.SIGMAS), torch.Tensor):
+        out[core_compat.SIGMAS] = _crop_or_repeat(out[core_compat.SIGMAS], x, windows)
     if isinstance(out.get(CROPPED_OPTIONS_KEY), dict):
         out[CROPPED_OPTIONS_KEY] = {name: _crop_or_repeat(value, x, windows)
                                     for name, value in out[CROPPED_OPTIONS_KEY].items()}
@@ -167,9 +144,9 @@ def _tiled_wrapper(settings: TilingSettings):
         def run(crops: torch.Tensor, group: list[Window]) -> torch.Tensor:
             per = lambda value: _crop_or_repeat(value, x, group)
             extra = {name: per(value) for name, value in kwargs.items()}
-            if kwargs.get(KEYFRAME_INDICES) is not None:
-                scale = executor.class_obj.diffusion_model.vae_scale_factors
-                extra[KEYFRAME_INDICES] = _window_keyframes(kwargs[KEYFRAME_INDICES], x, group, scale)
+            if any(kwargs.get(name) is not None for name in GUIDE_CONDS):
+                scale = core_compat.ltx_vae_scale_factors(executor.class_obj)
+                extra.update(window_guides(kwargs, x, group, scale))
             return executor(crops, per(t), per(c_concat), per(c_crossattn), None,
                             _window_options(transformer_options, group, x), **extra)
 

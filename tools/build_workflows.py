@@ -1,7 +1,12 @@
 """Builds the example workflows in workflows/ from the graphs below, with the real host's node info.
 
-Run with ComfyUI's Python: `COMFYUI_PATH=/path/to/ComfyUI python tools/build_workflows.py`.
+Run with the OLDEST supported ComfyUI's Python (OLDEST_COMFYUI; newer frontends load its files and give
+widgets that core added since their defaults): `COMFYUI_PATH=/path/to/ComfyUI-0.8.0 python tools/build_workflows.py`.
 Each graph names the model files a user downloads (README: which file goes in which folder).
+
+Adding a workflow: a function (node_info) -> Workflow below, one line in WORKFLOWS, run this script, then give
+every model or input file it names a tiny stand-in in tests/host/workflow_files.py (the end-to-end test runs
+every committed workflow and says which file has none).
 """
 import pathlib
 import sys
@@ -29,6 +34,7 @@ LTX2_CHECKPOINT = "ltx-2-19b-dev.safetensors"
 GEMMA_ENCODER = "gemma_3_12B_it_fp4_mixed.safetensors"
 T2AV_PROMPT = ("A street musician plays an upbeat melody on an acoustic guitar in a sunlit plaza at dusk, "
                "pigeons flutter past, people clap along, warm light, the camera slowly pushes in.")
+OLDEST_COMFYUI = "0.8.0"  # the lower bound of [tool.comfy] requires-comfyui in pyproject.toml
 
 
 def node_info(host) -> dict:
@@ -314,12 +320,22 @@ WORKFLOWS = {
 }
 
 
+def comfyui_version() -> str:
+    """The version of the ComfyUI on sys.path (comfyui_version.py, in its root folder)."""
+    import comfyui_version
+
+    return comfyui_version.__version__
+
+
 def main():
     from host.comfy_harness import ComfyHost, find_comfyui_root
 
     with tempfile.TemporaryDirectory() as work:
         host = ComfyHost(find_comfyui_root(PACK_ROOT), PACK_ROOT, pathlib.Path(work))
         info = node_info(host)
+    if comfyui_version() != OLDEST_COMFYUI and "--any-comfyui" not in sys.argv:
+        sys.exit(f"ComfyUI {comfyui_version()}: the committed workflows are built on ComfyUI {OLDEST_COMFYUI}, the "
+                 "oldest supported; set COMFYUI_PATH to it (or pass --any-comfyui for a local try)")
     for name, build in WORKFLOWS.items():
         write(build(info), PACK_ROOT / "workflows" / name)
         print("wrote", name)

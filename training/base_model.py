@@ -9,7 +9,10 @@ block-replace patches, wrappers on a clone of `base.patcher`), so what is traine
 transformer_options and wrappers (as ComfyUI's samplers merge them) and returns the model's raw output:
 for LTX-Video (CONST / flow) that is the velocity v = noise - x0 of x_sigma = (1 - sigma) x0 + sigma noise,
 taken before ComfyUI turns it into x0 (so no division by a small sigma). Gradients flow into whatever
-adapter parameters the patches hold; the base weights have requires_grad False.
+adapter parameters the patches hold; the base weights have requires_grad False. Every model call (and every
+gradient-checkpoint recompute) runs inside core_compat.differentiable_core(), for that call only: core's own
+training switch (core 0.29 then takes differentiable torch ops instead of comfy-kitchen's, which have no autograd
+formula), and tensors on the gradient path saved as copies (core's LTX blocks update them in place).
 
 Object patches live on the ONE shared diffusion model, so only one patcher can be active at a time:
 `velocity` swaps patchers (unpatch the previous, patch the new) when called with another one.
@@ -25,7 +28,8 @@ from dataclasses import dataclass, field
 
 import torch
 
-from ..patches import core_compat
+from ..patches import core_compat, families
+from ..patches.families import ltxv
 
 CAPTION_CHANNELS = 4096  # T5-XXL width, LTX-Video's caption_channels
 DEFAULT_CONTEXT_TOKENS = 8
@@ -71,7 +75,7 @@ class Base:
 
         options = extension.copy_nested_dicts(patcher.model_options.get("transformer_options", {}))
         extension.merge_nested_dicts(options.setdefault("wrappers", {}), patcher.wrappers, copy_dict1=False)
-        options.setdefault("cond_or_uncond", [0])
+        options.setdefault(core_compat.COND_OR_UNCOND, [0])
         options.update(entries)
         return options
 
@@ -94,7 +98,7 @@ class Base:
 
         options = self.transformer_options(patcher, sigmas=sigma, **(options or {}))
         extension.add_wrapper_with_key(extension.WrappersMP.DIFFUSION_MODEL, RAW_OUTPUT_KEY, keep_raw_output, options)
-        with torch.autograd.graph.saved_tensors_hooks(_keep_copy, _unpack):
+        with core_compat.differentiable_core():
             self.patcher.model.apply_model(x.to(self.device), sigma, c_crossattn=context,
                                            transformer_options=options, **extra_conds)
         return raw[-1].float()
@@ -134,17 +138,6 @@ def ensure_comfy() -> None:
     else:
         comfy.cli_args.args.cpu = True
     import comfy.model_management  # noqa: F401  reads args once, at import
-
-
-def _keep_copy(tensor: torch.Tensor) -> torch.Tensor:
-    # Core's LTX blocks update their hidden states in place (x.addcmul_, x +=) after autograd saved them,
-    # which fails the backward pass ("modified by an inplace operation"). Tensors on the gradient path are
-    # saved as copies; frozen weights and other tensors without grad are saved as they are (no copy).
-    return tensor.clone() if tensor.requires_grad else tensor
-
-
-def _unpack(tensor: torch.Tensor) -> torch.Tensor:
-    return tensor
 
 
 def _same_patches(a, b) -> bool:
@@ -218,11 +211,9 @@ def _checkpointed_block(module):
 
         def run(img, *tensors):
             inputs = {**args, **dict(zip(names, tensors))}
-            # the block updates its input and saved tensors in place: it gets a copy, and saves copies
-            with torch.autograd.graph.saved_tensors_hooks(_keep_copy, _unpack):
-                return module(img.clone(), context=inputs["txt"], attention_mask=inputs["attention_mask"],
-                              timestep=inputs["vec"], pe=inputs["pe"],
-                              transformer_options=inputs["transformer_options"])
+            # the block updates its input in place: it gets a copy (differentiable_core saves copies too)
+            with core_compat.differentiable_core():
+                return core_compat.run_ltx_block(module, img.clone(), inputs)
 
         return {"img": checkpoint(run, args["img"], *(args[k] for k in names), use_reentrant=True)}
 
@@ -233,8 +224,11 @@ def checkpoint_blocks(patcher) -> None:
     """Gradient checkpointing of every DiT block, as block-replace patches set on `patcher` before any
     adapter patch (the pack's block patches chain to them). A block keeps only its inputs for the backward
     pass and runs again there: the activation memory of one block instead of all of them."""
-    for index, module in enumerate(patcher.model.diffusion_model.transformer_blocks):
-        patcher.set_model_patch_replace(_checkpointed_block(module), "dit", "double_block", index)
+    if families.family_of(patcher) is not ltxv.FAMILY:  # core_compat.run_ltx_block runs LTX-Video blocks
+        raise ValueError(f"--gradient-checkpointing: checkpoints LTX-Video blocks; --model is "
+                         f"{families.describe(patcher)}")
+    for index, module in enumerate(ltxv.FAMILY.blocks_of(patcher.model.diffusion_model)):
+        patcher.set_model_patch_replace(_checkpointed_block(module), *core_compat.BLOCK_PATCH, index)
 
 
 def load_base(dit_path, vae_path=None, device=None, dtype=torch.float32, context_path=None,

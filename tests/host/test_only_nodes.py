@@ -102,6 +102,8 @@ class TurboTestBlockProbe:
     def patch(self, model):
         def probe(args, extra):
             CAPTURED["block_probe_extra_keys"] = sorted(extra)
+            CAPTURED["block_probe_args_keys"] = sorted(args)
+            CAPTURED["block_probe_options_keys"] = sorted(args.get("transformer_options", {}))
             return extra["original_block"](args)
 
         patched = model.clone()
@@ -136,9 +138,16 @@ class TurboTestLatentSource(TurboTestImageSource):
         return ({"samples": SOURCES[key]},)
 
 
+class TurboTestMaskSource(TurboTestImageSource):
+    """Outputs SOURCES[key] as a MASK."""
+
+    RETURN_TYPES = ("MASK",)
+
+
 TEST_NODES = {
     "TurboTestImageSource": TurboTestImageSource,
     "TurboTestLatentSource": TurboTestLatentSource,
+    "TurboTestMaskSource": TurboTestMaskSource,
     "TurboTestInterruptAfter": TurboTestInterruptAfter,
     "TurboTestBlockProbe": TurboTestBlockProbe,
     "TurboTestConditioning": TurboTestConditioning,

@@ -155,8 +155,9 @@ def test_the_model_load_is_sized_for_one_window(comfy, tiny_models, captured, mo
     assert shapes == [expected]
 
 
-def guide_prompt(tiny_models, tiling):
-    """LTXVAddGuide (an image guide at frame 0) -> KSampler on the tiny LTX checkpoint, optionally tiled."""
+def guide_prompt(tiny_models, tiling, strength=1.0, mask=None):
+    """LTXVAddGuide (an image guide at frame 0, optionally with an attention mask) -> KSampler on the tiny LTX
+    checkpoint, optionally tiled."""
     SOURCES["tiled_guide"] = torch.rand(1, 128, 128, 3, generator=torch.Generator().manual_seed(4))
     prompt = {"ckpt": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": tiny_models["ltxv_checkpoint"]}},
               "pos": graphs.conditioning_node(0, True),
@@ -165,7 +166,11 @@ def guide_prompt(tiny_models, tiling):
               "image": {"class_type": "TurboTestImageSource", "inputs": {"key": "tiled_guide"}},
               "guide": {"class_type": "LTXVAddGuide", "inputs": {
                   "positive": ["pos", 0], "negative": ["pos", 0], "vae": ["ckpt", 2], "latent": ["latent", 0],
-                  "image": ["image", 0], "frame_idx": 0, "strength": 1.0}}}
+                  "image": ["image", 0], "frame_idx": 0, "strength": strength}}}
+    if mask is not None:
+        SOURCES["tiled_guide_mask"] = mask
+        prompt["mask"] = {"class_type": "TurboTestMaskSource", "inputs": {"key": "tiled_guide_mask"}}
+        prompt["guide"]["inputs"]["attention_mask"] = ["mask", 0]
     model = ["ckpt", 0]
     if tiling is not None:
         prompt["tiled"] = tiled(model, **tiling)
@@ -178,37 +183,92 @@ def guide_prompt(tiny_models, tiling):
 
 
 @pytest.fixture
-def token_coordinates(monkeypatch):
-    """(latent grid, pixel coordinates [B, 3, tokens, 2]) of every LTX model call, after the keyframe step."""
+def model_calls(monkeypatch):
+    """What every LTX model call receives, after core's keyframe step: its latent grid, the pixel coordinates
+    [B, 3, tokens, 2], the guide_attention_entries (core 0.29; None on 0.8.0) and the tiled window (rows, cols)."""
     model_class = importlib.import_module("comfy.ldm.lightricks.model").LTXVModel
     original, seen = model_class._process_input, []
 
     def spy(self, x, keyframe_idxs, denoise_mask, **kwargs):
         out = original(self, x, keyframe_idxs, denoise_mask, **kwargs)
-        seen.append((tuple(x.shape[2:]), out[1].clone()))
+        windows = kwargs.get("turbovideo_windows")
+        seen.append({"grid": tuple(x.shape[2:]), "coords": out[1].clone(),
+                     "entries": kwargs.get("guide_attention_entries"),
+                     "window": windows[1][0][1:] if windows else None})
         return out
 
     monkeypatch.setattr(model_class, "_process_input", spy)
     return seen
 
 
-def test_keyframe_guides_are_cropped_into_each_window(comfy, tiny_models, captured, token_coordinates):
-    """Each window's guide tokens carry the coordinates of its own cells in the window's frame: the same
-    (h, w) as the window's first regular frame, and the untiled guide's time coordinates."""
+def test_keyframe_guides_are_cropped_into_each_window(comfy, tiny_models, captured, model_calls):
+    """Each window's model call gets the guide tokens of its own cells: coordinates in the window's frame (the
+    same (h, w) as the window's first regular frame, the untiled guide's time coordinates) and, in core 0.29's
+    format, guide_attention_entries counting the window's guide tokens on the window's grid."""
     run_latent(comfy, captured, guide_prompt(tiny_models, None))
-    (grid, untiled), = token_coordinates[:1]  # latent (T + 1 guide frame, 4, 4)
-    frames, height, width = grid
-    guide_time = untiled[0, 0, -height * width:]
-    token_coordinates.clear()
+    (untiled,) = model_calls[:1]
+    frames, height, width = untiled["grid"]  # latent (T + 1 guide frame, 4, 4)
+    guide_time = untiled["coords"][0, 0, -height * width:]
+    entries_format = untiled["entries"] is not None
+    if entries_format:
+        assert [(e["pre_filter_count"], list(e["latent_shape"])) for e in untiled["entries"]] == \
+            [(height * width, [1, height, width])]
+    model_calls.clear()
     run_latent(comfy, captured, guide_prompt(tiny_models, {"tile": 2, "overlap": 1}))
-    assert len(token_coordinates) == 2 * 9  # 2 steps x 3 x 3 windows of 2 x 2
-    for window_grid, coords in token_coordinates:
-        assert window_grid == (frames, 2, 2)
-        cells = 2 * 2
+    assert len(model_calls) == 2 * 9  # 2 steps x 3 x 3 windows of 2 x 2
+    assert {call["window"] for call in model_calls} == {((r, r + 2), (c, c + 2)) for r in range(3) for c in range(3)}
+    for call in model_calls:
+        assert call["grid"] == (frames, 2, 2)
+        cells, coords = 2 * 2, call["coords"]
         guide, first = coords[:, :, -cells:], coords[:, :, :cells]
         torch.testing.assert_close(guide[:, 1:], first[:, 1:], rtol=0, atol=0)
         torch.testing.assert_close(guide[0, 0], guide_time[:cells], rtol=0, atol=0)
         assert not torch.equal(coords[:, 0, -2 * cells:-cells], guide[:, 0])  # the last regular frame is left alone
+        assert (call["entries"] is not None) == entries_format
+        if entries_format:
+            assert [(e["pre_filter_count"], list(e["latent_shape"])) for e in call["entries"]] == [(cells, [1, 2, 2])]
+
+
+@pytest.fixture
+def guide_weights(monkeypatch):
+    """The per-token log attention weights of the guide tokens, per LTX model call (core 0.29's guide mask)."""
+    model_class = importlib.import_module("comfy.ldm.lightricks.model").LTXVModel
+    if not hasattr(model_class, "_build_guide_self_attention_mask"):
+        pytest.skip("this ComfyUI has no per-guide attention mask (LTXVAddGuide attention_mask: core 0.29)")
+    original, seen = model_class._build_guide_self_attention_mask, []
+
+    def spy(self, x, transformer_options, merged_args):
+        mask = original(self, x, transformer_options, merged_args)
+        start, count = mask.guide_start, mask.tracked_count
+        windows = merged_args.get("turbovideo_windows")
+        seen.append({"log_weights": mask.noisy_mask[0, 0, 0, start:start + count].clone(),
+                     "window": windows[1][0][1:] if windows else None})
+        return mask
+
+    monkeypatch.setattr(model_class, "_build_guide_self_attention_mask", spy)
+    return seen
+
+
+def test_keyframe_guide_attention_mask_is_cropped_into_each_window(comfy, tiny_models, captured, guide_weights):
+    """A guide with strength < 1 and a pixel attention mask: each window's guide-token weights are the crop of
+    the untiled weights (exactly: the window gets the mask at latent resolution, which core leaves as it is)."""
+    mask = torch.rand(1, 100, 92, generator=torch.Generator().manual_seed(int(torch.randint(0, 2**20, ()))))
+    run_latent(comfy, captured, guide_prompt(tiny_models, None, strength=0.7, mask=mask))
+    full = guide_weights[0]["log_weights"].reshape(4, 4)
+    assert float(full.std()) > 0, "the mask gave every guide token one weight: the crop check cannot fail"
+    guide_weights.clear()
+    run_latent(comfy, captured, guide_prompt(tiny_models, {"tile": 2, "overlap": 1}, strength=0.7, mask=mask))
+    assert len(guide_weights) == 2 * 9
+    for call in guide_weights:
+        (rows, cols) = call["window"]
+        torch.testing.assert_close(call["log_weights"], full[slice(*rows), slice(*cols)].reshape(-1),
+                                   rtol=1e-6, atol=1e-6)
+
+
+def test_keyframe_guide_attention_mask_refuses_batched_windows(comfy, tiny_models, captured, guide_weights):
+    mask = torch.rand(1, 128, 128, generator=torch.Generator().manual_seed(3))
+    result = comfy.run(guide_prompt(tiny_models, {"tile": 2, "overlap": 1, "tile_batch": 3}, strength=0.7, mask=mask))
+    assert not result.ok and "set tile_batch to 1" in result.describe()
 
 
 def test_keyframe_guides_with_temporal_segments_are_refused(comfy, tiny_models, captured):

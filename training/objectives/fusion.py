@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from ...models.fusion_blocks import FusionAdapter, save_fusion_adapter
+from ...patches import core_compat
 from ...patches import lr_features as lrf
 from ...samplers.shortcut_targets import draw_flow_sigmas
 from ..objective import Objective, flow_pair
@@ -72,7 +73,8 @@ class FusionObjective(Objective):
         self.store.features.clear()
         sigma = torch.full((lr_x0.shape[0],), self.lr_sigma, device=self.device)
         x, _ = flow_pair(lr_x0, self.randn(lr_x0.shape), sigma)
-        self.base.velocity(self.capture, x, sigma, options={"sample_sigmas": torch.tensor([self.lr_sigma, 0.0])})
+        last_step = {core_compat.SAMPLE_SIGMAS: torch.tensor([self.lr_sigma, 0.0])}
+        self.base.velocity(self.capture, x, sigma, options=last_step)
         return lrf.LRFeatures(dict(self.store.features), self.store.grid, self.store.sigma, self.store.width,
                               self.store.num_blocks)
 
