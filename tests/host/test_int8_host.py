@@ -147,7 +147,7 @@ def _lowvram_forward(patcher, module):
 
 
 def test_lowvram_offload_with_lora(comfy, tiny_models):
-    module = _pack(comfy, "patches.int8_linear")
+    module = _pack(comfy, "patches.int8.layer")
     quantized = module.quantize_model(_load_float(tiny_models, "wan_dit"), "all", "per_channel")
     full = _wan_forward_full(quantized)
     low, _ = _lowvram_forward(quantized, module)
@@ -218,7 +218,7 @@ def test_turbodiffusion_quant_layout_loads_into_int8_layers(comfy, tiny_models, 
     import folder_paths
     from safetensors.torch import load_file
 
-    module = _pack(comfy, "patches.int8_linear")
+    module = _pack(comfy, "patches.int8.layer")
     state = load_file(folder_paths.get_full_path_or_raise("diffusion_models", tiny_models["wan_dit"]))
     quant = _turbodiffusion_quant(state)
     loaded = module.load_quantized(dict(quant), torch.float32)
@@ -233,7 +233,7 @@ def test_turbodiffusion_quant_layout_loads_into_int8_layers(comfy, tiny_models, 
 
 
 def test_set_weight_scale_follows_the_weight_through_restore(comfy):
-    module = _pack(comfy, "patches.int8_linear")
+    module = _pack(comfy, "patches.int8.layer")
     generator = torch.Generator().manual_seed(5)
     linear = torch.nn.Linear(200, 70)
     layer = module.Int8Linear.from_linear(linear, "per_channel", backend="torch")
