@@ -23,11 +23,14 @@ def exact(q, k, v, scale=None) -> torch.Tensor:
 
 
 def _gather(x: torch.Tensor, lut: torch.Tensor, block: int) -> torch.Tensor:
-    """x (B, H, L, D) -> (B, H, n, topk * block, D): the tokens of the key blocks listed in lut (B, H, n, topk)."""
+    """x (B, H, L, D) -> (B * H, n, topk * block, D): the key blocks listed in lut (B, H, n, topk), copied
+    whole (index_select of blocks; the short last block is padded with zeros, which the mask hides)."""
     b, h, n, topk = lut.shape
-    tokens = (lut[..., None] * block + torch.arange(block, device=lut.device)).view(b, h, -1)
-    index = tokens.clamp_(max=x.shape[2] - 1)[..., None].expand(-1, -1, -1, x.shape[-1])
-    return torch.gather(x, 2, index).view(b, h, n, topk * block, x.shape[-1])
+    blocks = -(-x.shape[2] // block)
+    padded = F.pad(x, (0, 0, 0, blocks * block - x.shape[2])) if x.shape[2] % block else x
+    flat = (lut + torch.arange(b * h, device=lut.device).view(b, h, 1, 1) * blocks).reshape(-1)
+    chosen = padded.reshape(b * h * blocks, block, x.shape[-1]).index_select(0, flat)
+    return chosen.view(b * h, n, topk * block, x.shape[-1])
 
 
 def _padding_mask(lut: torch.Tensor, block: int, length: int) -> torch.Tensor | None:
@@ -42,19 +45,17 @@ def sparse_attention(q, k, v, lut, scale=None, block_q=ref.BLOCK_Q, block_k=ref.
     """Softmax attention of each query block over only its lut's key blocks, in q's dtype."""
     b, h, length, d = q.shape
     nq, topk = lut.shape[2], lut.shape[3]
-    q_blocks = F.pad(q, (0, 0, 0, nq * block_q - length)).view(b, h, nq, block_q, d)
-    out = torch.empty(b, h, nq * block_q, v.shape[-1], dtype=q.dtype, device=q.device)
+    q_blocks = (F.pad(q, (0, 0, 0, nq * block_q - length)) if length % block_q else q).view(b * h, nq, block_q, d)
     per_chunk = max(1, _CHUNK_KEYS // max(1, b * h * topk * block_k))
+    parts = []
     for first in range(0, nq, per_chunk):
         part = lut[:, :, first:first + per_chunk]
-        n = part.shape[2]
         mask = _padding_mask(part, block_k, k.shape[2])
-        o = F.scaled_dot_product_attention(
-            q_blocks[:, :, first:first + n].flatten(0, 1), _gather(k, part, block_k).flatten(0, 1),
-            _gather(v, part, block_k).flatten(0, 1), attn_mask=None if mask is None else mask.flatten(0, 1),
-            scale=ref.softmax_scale(q, scale))
-        out[:, :, first * block_q:(first + n) * block_q] = o.view(b, h, n * block_q, -1)
-    return out[:, :, :length]
+        parts.append(F.scaled_dot_product_attention(
+            q_blocks[:, first:first + part.shape[2]], _gather(k, part, block_k), _gather(v, part, block_k),
+            attn_mask=None if mask is None else mask.flatten(0, 1), scale=ref.softmax_scale(q, scale)))
+    out = parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)
+    return out.view(b, h, nq * block_q, v.shape[-1])[:, :, :length]
 
 
 def sla_attention(q, k, v, topk=0.1, proj_l=None, scale=None, linear_keys="rest",
