@@ -64,7 +64,7 @@ class PackGemm:
         operands = core_compat.native_int8_operands(self, x)
         if operands is None or self.turbo_backend == "core":
             return super().forward(x, *args, **kwargs)
-        bias = None if self.bias is None else self.bias.to(x.device, x.dtype)
+        bias = None if self.bias is None else self.bias.detach().to(x.device, x.dtype)
         pack = functools.partial(self._pack_linear, x, *operands, bias, self.turbo_backend)
         if self.turbo_backend != "auto":
             return pack()

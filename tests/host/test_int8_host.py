@@ -313,3 +313,28 @@ def test_quantizing_twice_is_refused(comfy, tiny_models, captured):
     prompt["sample"]["inputs"]["model"] = ["again", 0]
     result = comfy.run(prompt)
     assert not result.ok and "already INT8" in result.describe()
+
+
+def test_auto_gemm_is_measured_once_on_a_slice_and_both_paths_agree(comfy, monkeypatch):
+    native = _pack(comfy, "patches.int8.native")
+    if not native.available():
+        pytest.skip("no native INT8 in this ComfyUI: the pack's Int8Linear runs its own GEMM")
+    monkeypatch.setattr(native, "FASTEST", native.Fastest())
+    generator = torch.Generator().manual_seed(8)
+    linear = torch.nn.Linear(200, 96)
+    layer = native.native_linear(linear, torch.float32)
+    x = torch.randn(3, 40, 200, generator=generator)
+    seen = []
+    pack_linear = native.PackGemm._pack_linear
+    monkeypatch.setattr(native.PackGemm, "_pack_linear", lambda self, x, *a: seen.append(x.numel() // x.shape[-1]) or
+                        pack_linear(self, x, *a))
+    auto = native.view(layer)(x)
+    (key, times), = native.FASTEST.timings.items()
+    assert set(times) == {"pack", "core"} and all(t > 0 for t in times.values())
+    assert min(seen) == native.TRIAL_ROWS["cpu"] < 120  # the measurement ran on a slice of the rows
+    seen.clear()
+    again = native.view(layer)(x)
+    assert torch.equal(auto, again) and len(seen) == (native.FASTEST.chosen(key) == "pack")
+    expected = linear(x).detach()
+    core, pack = native.view(layer, "core")(x), native.view(layer, _pack_backend(comfy))(x)
+    assert _rel(core, expected) <= 1.5e-2 and _rel(pack, expected) <= 1.5e-2 and _rel(auto, expected) <= 1.5e-2
