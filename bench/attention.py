@@ -14,7 +14,7 @@ Accuracy runs the reference arithmetic of each backend (implementation="referenc
 
 Speed against core (every device): what TurboAttention's "auto" path runs for each backend
 (kernels.attention, implementation="auto") against the exact SDPA core would run on the same inputs,
-repeats interleaved (core, auto, auto, core, ...); speedup = median over repeats of core time / auto time.
+repeats interleaved (core, auto, auto, core, ...); speedup = best core time / best auto time.
 The LAST line printed is JSON: {"cases": [...], "speedup_vs_core": [...], "spread": [...], "accuracy":
 {"cases", "cos_sim", "rel_l2", "flop_fraction"}, "device", ...}.
 """
@@ -167,14 +167,16 @@ def _seconds(fn, cuda):
 
 
 def core_ratio(core, auto, repeats, cuda):
-    """(median, min, max) over repeats of core time / auto time, the order alternating every repeat."""
+    """(speedup, min, max): speedup = best core time / best auto time over the repeats (the samples other
+    processes disturbed least); min and max of the per-repeat ratios show the spread. The order alternates."""
     core(), auto(), auto()  # warm-up; auto's first call may measure its candidates
-    ratios = []
+    core_times, auto_times = [], []
     for repeat in range(repeats):
-        pair = (auto, core) if repeat % 2 else (core, auto)
-        first, second = (_seconds(fn, cuda) for fn in pair)
-        ratios.append(second / first if repeat % 2 else first / second)
-    return statistics.median(ratios), min(ratios), max(ratios)
+        for fn, times in ((auto, auto_times), (core, core_times)) if repeat % 2 else \
+                ((core, core_times), (auto, auto_times)):
+            times.append(_seconds(fn, cuda))
+    ratios = [c / a for c, a in zip(core_times, auto_times)]
+    return min(core_times) / min(auto_times), min(ratios), max(ratios)
 
 
 def core_speed_table(args):
