@@ -124,6 +124,13 @@ def int8_files(comfy, tiny_models, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
+def float_state(tiny_models):
+    import folder_paths
+
+    return load_file(folder_paths.get_full_path_or_raise("diffusion_models", tiny_models["ltxv_dit"]))
+
+
+@pytest.fixture(scope="module")
 def float_latent(comfy, tiny_models):
     from host.test_only_nodes import CAPTURED
 
@@ -148,7 +155,34 @@ def _expected_failure(comfy, kind: str, loader: str) -> str | None:
     return None if native else "int8_tensorwise"
 
 
-def _check_load(comfy, captured, kind, loader, name, float_latent):
+def _forwards(comfy, layer) -> list:
+    """The layer, and for core's native layers seen through PackGemm both GEMMs it may pick, forced."""
+    native = _pack(comfy, "patches.int8.native")
+    if not isinstance(layer, native.PackGemm):
+        return [layer]
+    pack = "onednn" if _pack(comfy, "kernels.int8").onednn_available() else "torch"
+    return [layer, native.view(layer, "core"), native.view(layer, pack)]
+
+
+def _layer_errors(comfy, model, float_state) -> dict:
+    """{(layer, variant): relative L2 error of its forward against F.linear with the float file's weights}, on
+    random inputs: the GEMM the model runs, and on core's native layers both GEMMs 'auto' chooses from."""
+    is_quantized = _pack(comfy, "patches.int8.quantize").is_quantized
+    generator, errors = torch.Generator().manual_seed(len(float_state)), {}
+    for name, module in list(model.model.diffusion_model.named_modules()):
+        layer = model.get_model_object(f"diffusion_model.{name}") if name else module
+        if not is_quantized(layer):
+            continue
+        weight, bias = float_state[f"{name}.weight"], float_state.get(f"{name}.bias")
+        x = torch.randn(2, 24, weight.shape[1], generator=generator)
+        expected = torch.nn.functional.linear(x, weight, bias)
+        for variant, forward in enumerate(_forwards(comfy, layer)):
+            with torch.inference_mode():
+                errors[name, variant] = _rel(forward(x), expected)
+    return errors
+
+
+def _check_load(comfy, captured, kind, loader, name, float_latent, float_state):
     result = comfy.run(_prompt(_loader_node(loader, name)))
     failure = _expected_failure(comfy, kind, loader)
     if failure is not None:
@@ -160,24 +194,29 @@ def _check_load(comfy, captured, kind, loader, name, float_latent):
     assert result.ok, result.describe()
     assert _int8_layers(comfy, captured["model"]) == LINEARS, "the model must hold the file's INT8 Linears"
     assert 0 < _rel(captured["latent"]["samples"], float_latent) <= 3e-2
+    errors = _layer_errors(comfy, captured["model"], float_state)
+    bound = 4e-2 if kind == "native_per_tensor" else 2.5e-2  # one scale per tensor is coarser than per row
+    assert len({name for name, _ in errors}) == LINEARS and max(errors.values()) <= bound, errors
 
 
 @pytest.mark.parametrize("loader", CORE_LOADERS + PACK_LOADERS)
 @pytest.mark.parametrize("kind", PACK_WRITTEN)
-def test_every_file_the_pack_writes_loads_right_or_is_refused(comfy, captured, int8_files, float_latent, kind,
-                                                               loader):
-    _check_load(comfy, captured, kind, loader, int8_files[kind], float_latent)
+def test_every_file_the_pack_writes_loads_right_or_is_refused(comfy, captured, int8_files, float_latent, float_state,
+                                                               kind, loader):
+    _check_load(comfy, captured, kind, loader, int8_files[kind], float_latent, float_state)
 
 
 @pytest.mark.parametrize("loader", PACK_LOADERS)
 @pytest.mark.parametrize("kind", READ_ONLY)
-def test_pack_loaders_read_other_tools_and_version_1(comfy, captured, int8_files, float_latent, kind, loader):
-    _check_load(comfy, captured, kind, loader, int8_files[kind], float_latent)
+def test_pack_loaders_read_other_tools_and_version_1(comfy, captured, int8_files, float_latent, float_state, kind,
+                                                    loader):
+    _check_load(comfy, captured, kind, loader, int8_files[kind], float_latent, float_state)
 
 
 @pytest.mark.parametrize("loader", CORE_LOADERS)
-def test_native_files_of_other_tools_in_core(comfy, captured, int8_files, float_latent, loader):
-    _check_load(comfy, captured, "native_per_tensor", loader, int8_files["native_per_tensor"], float_latent)
+def test_native_files_of_other_tools_in_core(comfy, captured, int8_files, float_latent, float_state, loader):
+    _check_load(comfy, captured, "native_per_tensor", loader, int8_files["native_per_tensor"], float_latent,
+                float_state)
 
 
 def test_core_runs_its_int8_gemm_on_the_pack_per_channel_file(comfy, captured, int8_files, monkeypatch):
