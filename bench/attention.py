@@ -219,12 +219,12 @@ def main():
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     parser.add_argument("--heads", type=int, default=1, help="heads in the accuracy cases")
     parser.add_argument("--heads-speed", type=int, default=16, help="heads in the CUDA Triton speed cases")
-    parser.add_argument("--repeats", type=int, default=None, help="speed-against-core repeats (7 quick, 11)")
+    parser.add_argument("--repeats", type=int, default=None, help="speed-against-core repeats (15 quick, 21)")
     parser.add_argument("--json", type=pathlib.Path, help="also write the results here")
     args = parser.parse_args()
     if args.device == "cuda" and not torch.cuda.is_available():
         parser.error("--device cuda: torch sees no CUDA device here; run with --device cpu")
-    args.repeats = args.repeats or (7 if args.quick else 11)
+    args.repeats = args.repeats or (15 if args.quick else 21)
     began, load = time.perf_counter(), os.getloadavg()[0]
     accuracy = run(args)
     results = core_speed_table(args)

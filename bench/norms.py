@@ -106,7 +106,7 @@ def run(args):
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
-    parser.add_argument("--quick", action="store_true", help="4096 tokens, 15 repeats")
+    parser.add_argument("--quick", action="store_true", help="4096 tokens, 25 repeats")
     parser.add_argument("--tokens", type=int, default=None, help="default 4096 (--quick) or 16384")
     parser.add_argument("--repeats", type=int, default=None)
     parser.add_argument("--json", type=pathlib.Path, default=None, help="also write the JSON here")
@@ -114,7 +114,7 @@ def main():
     if args.device == "cuda" and not torch.cuda.is_available():
         parser.error("--device cuda: torch sees no CUDA device here; run with --device cpu")
     args.tokens = args.tokens or (4096 if args.quick else 16384)
-    args.repeats = args.repeats or (15 if args.quick else 41)
+    args.repeats = args.repeats or (25 if args.quick else 41)
     load = os.getloadavg()[0]
     device = torch.cuda.get_device_name() if args.device == "cuda" else f"cpu ({torch.get_num_threads()} threads)"
     print(f"device: {device}; load average {load:.2f}; core = F.rms_norm / F.layer_norm; speedup = core / auto")

@@ -111,10 +111,12 @@ class Int8Linear(comfy.ops.manual_cast.Linear):
         return weight, bias
 
     def _cpu_weight(self, scale: torch.Tensor):
-        key = (self.weight.data_ptr(), scale.data_ptr())
-        if self._cpu_cache is None or self._cpu_cache[0] != key:
-            self._cpu_cache = (key, int8_kernels.pack_cpu_weight(self.weight, scale))
-        return self._cpu_cache[1]
+        """oneDNN's prepacked weight, packed again whenever .weight or its scale is another tensor object
+        (LoRA patching and restoring swap them); holding them keeps their memory from being reused."""
+        cache = self._cpu_cache
+        if cache is None or cache[0] is not self.weight or cache[1] is not scale:
+            self._cpu_cache = cache = (self.weight, scale, int8_kernels.pack_cpu_weight(self.weight, scale))
+        return cache[2]
 
     def forward(self, x, *args, **kwargs):
         if not self.is_int8:

@@ -48,17 +48,19 @@ class PackGemm:
     """Mixin for the view of a core native INT8 Linear (see module docstring)."""
     turbo_backend = "auto"
 
+    def _cpu_weight(self, q, scale, rows):
+        """oneDNN's prepacked copy of (q, scale), packed again whenever the weight tensors are other objects
+        (a LoRA requantizes into new ones); holding them keeps their memory from being reused meanwhile."""
+        cache = self.__dict__.get("_turbo_cpu_weight")
+        if cache is None or cache[0] is not q or cache[1] is not scale:
+            self.__dict__["_turbo_cpu_weight"] = cache = (q, scale, int8_kernels.pack_cpu_weight(q, rows))
+        return cache[2]
+
     def _pack_linear(self, x, q, scale, bias, backend="auto"):
-        scale = scale.float().reshape(-1, 1).expand(q.shape[0], 1) if scale.numel() == 1 else scale.float()
+        rows = scale.float().reshape(-1, 1).expand(q.shape[0], 1) if scale.numel() == 1 else scale.float()
         backend = int8_kernels.resolve_backend(x, backend)
-        cpu_weight = None
-        if backend == "onednn":
-            key = (q.data_ptr(), scale.data_ptr(), q.shape)
-            cache = self.__dict__.get("_turbo_cpu_weight")
-            if cache is None or cache[0] != key:
-                self.__dict__["_turbo_cpu_weight"] = cache = (key, int8_kernels.pack_cpu_weight(q, scale))
-            cpu_weight = cache[1]
-        return int8_kernels.linear(x, q, scale, bias, backend, cpu_weight)
+        cpu_weight = self._cpu_weight(q, scale, rows) if backend == "onednn" else None
+        return int8_kernels.linear(x, q, rows, bias, backend, cpu_weight)
 
     def forward(self, x, *args, **kwargs):
         operands = core_compat.native_int8_operands(self, x)

@@ -290,11 +290,14 @@ def test_turbodiffusion_quant_layout_loads_into_int8_layers(comfy, tiny_models, 
     assert _rel(_wan_forward_full(loaded), _wan_forward_full(_load_float(tiny_models, "wan_dit"))) <= 3e-2
 
 
-def test_set_weight_scale_follows_the_weight_through_restore(comfy):
+@pytest.mark.parametrize("backend", ["torch", "onednn"])
+def test_set_weight_scale_follows_the_weight_through_restore(comfy, backend):
+    if backend == "onednn" and not _pack(comfy, "kernels.int8").onednn_available():
+        pytest.skip("no oneDNN INT8 ops in this torch")
     module = _pack(comfy, "patches.int8.layer")
     generator = torch.Generator().manual_seed(5)
     linear = torch.nn.Linear(200, 70)
-    layer = module.Int8Linear.from_linear(linear, "per_channel", backend="torch")
+    layer = module.Int8Linear.from_linear(linear, "per_channel", backend=backend)
     x = torch.randn(6, 200, generator=generator)
     before, original = layer(x), layer.weight
     float_weight = layer.convert_weight(layer.weight.float())
