@@ -200,10 +200,12 @@ def _lowvram_forward(host, patcher):
         patcher.unpatch_model()
 
 
+@pytest.mark.parametrize("backend", ["auto", "pack"])
 @pytest.mark.parametrize("granularity", ["per_channel", "block128"])
-def test_lowvram_offload_with_lora(comfy, tiny_models, granularity):
+def test_lowvram_offload_with_lora(comfy, tiny_models, granularity, backend):
     quantize = _pack(comfy, "patches.int8.quantize")
-    quantized = quantize.quantize_model(_load_float(tiny_models, "wan_dit"), "all", granularity)
+    backend = _pack_backend(comfy) if backend == "pack" else backend  # "auto" may pick core's GEMM on tiny layers
+    quantized = quantize.quantize_model(_load_float(tiny_models, "wan_dit"), "all", granularity, backend)
     full = _wan_forward_full(quantized)
     low, _ = _lowvram_forward(comfy, quantized)
     assert _rel(low, full) <= 3e-2  # float activations there: only the activation rounding differs
@@ -307,7 +309,7 @@ def test_set_weight_scale_follows_the_weight_through_restore(comfy, backend):
     layer.weight = torch.nn.Parameter(original, requires_grad=False)  # ModelPatcher's restore
     assert torch.equal(layer(x), before)
     layer.comfy_cast_weights = True  # lowvram: float path from the same int8 weight
-    assert _rel(layer(x), before) <= 1e-2
+    assert _rel(layer(x), before) <= (1.5e-2 if backend == "onednn" else 1e-2)  # oneDNN's AVX2 bound: docs/int8.md
 
 
 def test_quantizing_twice_is_refused(comfy, tiny_models, captured):
