@@ -98,7 +98,8 @@ def _triton(q, k, v, backend, topk, proj_l, scale, linear_keys, blocks):
 def _torch(q, k, v, backend, topk, proj_l, scale, linear_keys, blocks):
     if backend == "sage":
         return attention_torch.exact(q, k, v, scale)
-    return attention_torch.sla_attention(q, k, v, topk, proj_l, scale, linear_keys, *blocks)
+    return attention_torch.sla_attention(q, k, v, topk, proj_l, scale, linear_keys, block_q=blocks[0],
+                                         block_k=blocks[1])
 
 
 def _reference(q, k, v, backend, topk, proj_l, scale, linear_keys, blocks):
