@@ -10,7 +10,8 @@ what a user would otherwise run (kernel_timings.py), 3. model steps through core
 classes with and without the pack's patches (model_calls.py), 4. peak memory of tiled VSR windows
 (vsr_windows.py). Each part has a time guard (a share of --budget plus what earlier parts left);
 parts 3 and 4 need ComfyUI (COMFYUI_PATH, or the folder --prepare wrote) and say so when it is
-absent. The tables print as each part ends; the LAST line is JSON with the device, the rows, the
+absent. On a GPU, Triton's cache is first warmed in parallel (warm_cache.py, at most WARM_S), and
+the pack's kernel unit tests run on CUDA at the end in whatever is left of END_S. The tables print as each part ends; the LAST line is JSON with the device, the rows, the
 goals (bench/gpu/goals.py) and the failures. Exit status 1 when anything failed. docs/benchmarks.md.
 """
 from __future__ import annotations
@@ -22,7 +23,9 @@ import pathlib
 import sys
 import time
 
-SHARES = {"kernels": 0.22, "timings": 0.22, "models": 0.40, "vsr": 0.16}
+SHARES = {"kernels": 0.24, "timings": 0.22, "models": 0.40, "vsr": 0.14}
+WARM_S = 45.0  # the parallel Triton compile before the parts (GPU only)
+END_S = 470.0  # the unit tests at the end get what is left of this (GPU only)
 
 
 def _arguments() -> argparse.Namespace:
@@ -35,7 +38,7 @@ def _arguments() -> argparse.Namespace:
     parser.add_argument("--workers", type=int, default=None, help="--compile: parallel compiles (default: CPUs)")
     parser.add_argument("--strict-shared", action="store_true",
                         help="--compile: hold every target to the smallest per-block limit (99 KB)")
-    parser.add_argument("--budget", type=float, default=None, help="seconds for the four parts (GPU 450, smoke 600)")
+    parser.add_argument("--budget", type=float, default=None, help="seconds for the four parts (GPU 400, smoke 600)")
     parser.add_argument("--parts", default="kernels,timings,models,vsr", help="comma-separated subset of the parts")
     parser.add_argument("--snapshot", type=pathlib.Path, help="--prepare: the ComfyUI snapshot .tar.gz")
     parser.add_argument("--have", type=pathlib.Path, help="--prepare: the GPU machine's package list")
@@ -94,7 +97,7 @@ def _run_parts(ctx, args, core, why_not) -> dict:
     runners = {"kernels": lambda g: kernel_checks.run(ctx, g), "timings": lambda g: kernel_timings.run(ctx, g),
                "models": lambda g: model_calls.run(ctx, g, core), "vsr": lambda g: vsr_windows.run(ctx, g, core)}
     wanted = [name for name in SHARES if name in args.parts.split(",")]
-    total = args.budget or (600.0 if ctx.smoke else 450.0)  # smoke: run every path, whatever the machine's load
+    total = args.budget or (600.0 if ctx.smoke else 400.0)  # smoke: run every path, whatever the machine's load
     began, parts = time.perf_counter(), {}
     for index, name in enumerate(wanted):
         left_for_rest = sum(SHARES[n] for n in wanted[index:])
@@ -110,6 +113,32 @@ def _run_parts(ctx, args, core, why_not) -> dict:
     return parts
 
 
+def _warm(ctx) -> dict:
+    from gpu import warm_cache
+    from gpu.common import Part
+
+    part = Part("0. Triton cache", [])
+    if ctx.cuda:
+        warm_cache.run(part, WARM_S)
+    return {part.name: part} if part.notes else {}
+
+
+def _unit_tests(ctx, began: float) -> dict:
+    from gpu import kernel_checks
+    from gpu.common import Part, print_table
+
+    part = Part("5. the pack's kernel unit tests on CUDA", [])
+    left = END_S - (time.perf_counter() - began)
+    if not ctx.cuda:
+        part.note("not rerun here: CI runs them (on the CPU, Triton interpreted)")
+    elif left < 30:
+        part.note(f"not run: {left:.0f} s left of the suite's {END_S:.0f} s")
+    else:
+        kernel_checks.run_unit_tests(part, left)
+    print_table(part)
+    return {part.name: part}
+
+
 def run_suite(args) -> int:
     began = time.perf_counter()
     ctx = _context(args)
@@ -118,10 +147,11 @@ def run_suite(args) -> int:
     from gpu import goals
     from gpu.common import device_name
 
+    warmed = _warm(ctx)  # before anything else: its workers are forked
     core, why_not = _boot(ctx)
     print(f"device: {device_name(ctx.device)}; torch {torch.__version__}, triton {triton.__version__}; ComfyUI "
           f"{core.version + ' at ' + str(core.root) if core else 'absent (' + why_not + ')'}", flush=True)
-    parts = _run_parts(ctx, args, core, why_not)
+    parts = {**warmed, **_run_parts(ctx, args, core, why_not), **_unit_tests(ctx, began)}
     reached = goals.all_goals(parts)
     print("\n== goals" + (" (smoke run: code paths only, not measurements)" if ctx.smoke else ""))
     for name, goal in reached.items():

@@ -28,7 +28,7 @@ from .launch_plan import all_calls, cuda_branches, kernel_modules
 TARGETS = (80, 89, 90, 100, 120)
 SHARED_LIMIT = {80: 163 * 1024, 89: 99 * 1024, 90: 227 * 1024, 100: 227 * 1024, 120: 99 * 1024}
 BUDGET = min(SHARED_LIMIT.values())
-_WORK: list = []  # (key, launch) pairs; read by the forked workers
+_WORK: list = []  # (key, labels, launch) triples; read by the forked workers
 
 
 def capture(full: bool) -> list:
@@ -58,14 +58,23 @@ def _compile_one(item: tuple[int, int]) -> tuple[int, int, int | None, str | Non
         return index, arch, None, f"{type(error).__name__}: {str(error).strip().splitlines()[-1][:300]}"
 
 
-def compile_all(work: list, workers: int) -> dict[tuple[int, int], tuple]:
+def compile_all(work: list, workers: int, targets=None, timeout: float | None = None) -> dict[tuple[int, int], tuple]:
+    """{(work index, arch): (shared bytes or None, error or None)}; forked workers compile (no GPU is
+    touched in them). With a timeout, what is not done by then is left out."""
     _WORK[:] = work
-    items = [(index, arch) for index in range(len(work)) for arch in TARGETS]
-    if workers <= 1:
-        results = map(_compile_one, items)
-        return {(i, a): (shared, error) for i, a, shared, error in results}
+    items = [(index, arch) for index in range(len(work)) for arch in targets or TARGETS]
+    if workers <= 1 and timeout is None:
+        return {(i, a): (shared, error) for i, a, shared, error in map(_compile_one, items)}
+    results = []
     with multiprocessing.get_context("fork").Pool(workers) as pool:
-        results = pool.map(_compile_one, items, chunksize=1)
+        pending = pool.imap_unordered(_compile_one, items, chunksize=1)
+        began = time.perf_counter()
+        try:
+            for _ in items:
+                wait = None if timeout is None else max(0.1, timeout - (time.perf_counter() - began))
+                results.append(pending.next(wait))
+        except multiprocessing.TimeoutError:
+            pool.terminate()
     return {(i, a): (shared, error) for i, a, shared, error in results}
 
 

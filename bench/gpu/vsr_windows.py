@@ -16,7 +16,7 @@ import torch
 from . import core_models
 from .common import Context, Guard, Part
 
-COLUMNS = [("case", "case", ""), ("latent", "latent C,T,H,W", ""), ("windows", "windows", ""),
+COLUMNS = [("case", "case", ""), ("latent", "latent C,T,H,W", ""), ("tile", "tile", ""), ("windows", "windows", ""),
            ("seconds", "step s", ".2f"), ("above_gb", "peak above weights GiB", ".2f"),
            ("peak_gb", "peak GiB", ".2f"), ("finite", "finite", "")]
 
@@ -25,7 +25,7 @@ def _cases(smoke: bool):
     """(label, latent, tile or None)."""
     if smoke:
         return [("untiled", (128, 2, 4, 8), None), ("tiled 4x4", (128, 2, 4, 8), (4, 4)),
-                ("tiled 4x4", (128, 2, 8, 16), (4, 4))]
+                ("tiled 4x4", (128, 2, 8, 8), (4, 4))]
     return [("untiled 1080p", (128, 16, 34, 60), None), ("tiled 1080p, 16x16 tiles", (128, 16, 34, 60), (16, 16)),
             ("tiled 4K, 16x16 tiles", (128, 16, 68, 120), (16, 16))]
 
@@ -39,12 +39,13 @@ def _run_case(core, part: Part, base, spec, label: str, latent, tile, ctx: Conte
         model, windows = tiled.apply_tiling(base, settings), len(settings.plan(latent[1:]))
     timing = core_models.sample_steps(core, model, case_spec, 1, ctx.device)
     core_models.release(core)
-    part.add(case=label, latent=",".join(map(str, latent)), windows=windows, seconds=timing.first_s,
-             above_gb=timing.above_gb, peak_gb=timing.peak_gb, finite=timing.finite, tiled=tile is not None)
+    part.add(case=label, latent=",".join(map(str, latent)), tile="x".join(map(str, tile)) if tile else "-",
+             windows=windows, seconds=timing.first_s, above_gb=timing.above_gb, peak_gb=timing.peak_gb,
+             finite=timing.finite)
 
 
 def _spread_note(part: Part) -> None:
-    tiled = [row["above_gb"] for row in part.rows if row.get("tiled") and row["above_gb"] is not None]
+    tiled = [row["above_gb"] for row in part.rows if row["tile"] != "-" and row["above_gb"] is not None]
     if len(tiled) >= 2:
         spread = max(tiled) / min(tiled)
         part.note(f"tiled peak above weights, 4K / 1080p: {spread:.3f} (the tile bounds memory when ~1)")
