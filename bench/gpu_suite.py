@@ -64,9 +64,11 @@ def run_compile(args) -> int:
     began = time.perf_counter()
     part = aot_compile.run(full=not args.ci, workers=args.workers, strict=args.strict_shared)
     print_table(part)
+    groups = aot_compile.grouped(part.rows)
+    print_table(groups)
     summary = {"suite": "gpu_suite", "mode": "compile-ci" if args.ci else "compile", "targets": aot_compile.TARGETS,
                "shared_limit_bytes": aot_compile.SHARED_LIMIT, "rule": part.name, "configs": part.rows,
-               "notes": part.notes, "seconds": round(time.perf_counter() - began, 1)}
+               "grouped": groups.rows, "notes": part.notes, "seconds": round(time.perf_counter() - began, 1)}
     return _finish(summary, args, part.failures)
 
 

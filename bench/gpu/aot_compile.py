@@ -98,6 +98,24 @@ def _row(part: Part, key: str, labels: list[str], results: dict, index: int, str
                   f"(from: {labels[0]})", failure=True)
 
 
+def grouped(rows: list[dict]) -> Part:
+    """Per kernel and launch shape (its constexprs but the HAS_* switches of optional operands, warps,
+    stages): the largest shared memory per target over the dtype, alignment and operand variants."""
+    columns = [("kernel", "kernel", ""), ("launch", "launch shape", ""), ("variants", "variants", "")]
+    part = Part("largest shared memory (bytes) per kernel and launch shape", columns +
+                [(f"sm_{a}", f"sm_{a}", "") for a in TARGETS])
+    groups: dict[tuple[str, str], dict] = {}
+    for row in rows:
+        launch = " ".join(t for t in row["config"].split() if "=" in t and not t.startswith("HAS_"))
+        group = groups.setdefault((row["kernel"], launch), {"kernel": row["kernel"], "launch": launch,
+                                                             "variants": 0, **{f"sm_{a}": 0 for a in TARGETS}})
+        group["variants"] += 1
+        for arch in TARGETS:
+            group[f"sm_{arch}"] = max(group[f"sm_{arch}"], row[f"sm_{arch}"] or 0)
+    part.rows.extend(groups.values())
+    return part
+
+
 def run(full: bool = True, workers: int | None = None, strict: bool = False) -> Part:
     """Compile every configuration for every target; the Part's rows are the per-kernel table."""
     began = time.perf_counter()

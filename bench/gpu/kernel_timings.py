@@ -8,7 +8,7 @@
 - Attention on video-like q, k, v (bench/attention.py): Sage, SLA topk 0.1 / 0.3 and SageSLA 0.1
   against torch SDPA restricted to flash attention; Wan at D 128 (SLA with a random proj_l, as
   TurboWan's checkpoints carry one), LTX-2B at D 64 (no proj_l). Sage's cosine to exact float64
-  attention on a 1024-row slice is reported beside its speed.
+  attention on a 512-row slice is reported beside its speed.
 - Fused RMSNorm / LayerNorm against F.rms_norm / F.layer_norm at DiT widths.
 Ratios are base time / pack time (> 1: the pack is faster). --smoke: the same calls at tiny sizes
 on the CPU (fp32 baselines, Triton under the interpreter), for the code paths only.
@@ -91,7 +91,7 @@ def _sdpa(q, k, v):
         return F.scaled_dot_product_attention(q, k, v)
 
 
-def _sage_cosine(q, k, v, out, rows: int = 1024) -> float:
+def _sage_cosine(q, k, v, out, rows: int = 512) -> float:
     start = q.shape[2] // 2 // 128 * 128
     start = min(start, max(0, q.shape[2] - rows) // 128 * 128)
     q_rows = q[:, :, start:start + rows].double()

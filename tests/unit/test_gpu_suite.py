@@ -154,3 +154,16 @@ def test_goals_read_the_ratios_of_the_rows():
     assert reached["sla_topk0.1_vs_sdpa"]["met"] is True
     slowdown = reached["tiled_1tile_slowdown"]
     assert slowdown["value"] == pytest.approx(0.05) and slowdown["met"] is False
+
+
+def test_grouped_table_keeps_the_largest_shared_memory_per_launch_shape():
+    def row(config, *shared):
+        return {"kernel": "_k", "config": config, **{f"sm_{a}": s for a, s in zip(aot_compile.TARGETS, shared)}}
+
+    rows = [row("HAS_BIAS=True D=128 v_ptr:fp32 div16(n) warps=8 stages=3", 9, 1, 5, 5, 1),
+            row("HAS_BIAS=False D=128 v_ptr:fp16 div16(-) warps=8 stages=3", 2, 8, 5, 6, 1),
+            row("HAS_BIAS=True D=64 v_ptr:fp16 div16(-) warps=4 stages=3", 1, 1, 1, 1, None)]
+    groups = {g["launch"]: g for g in aot_compile.grouped(rows).rows}
+    assert set(groups) == {"D=128 warps=8 stages=3", "D=64 warps=4 stages=3"}
+    big = groups["D=128 warps=8 stages=3"]
+    assert big["variants"] == 2 and [big[f"sm_{a}"] for a in aot_compile.TARGETS] == [9, 8, 5, 6, 1]
