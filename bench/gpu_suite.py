@@ -5,14 +5,14 @@
     python bench/gpu_suite.py --compile [--ci]     # every Triton kernel configuration to cubin, no GPU needed
     python bench/gpu_suite.py --prepare .gpu_suite # what a bare GPU machine lacks; prints the command to run
 
-Parts: 1. kernels vs float64 (bench/gpu/kernel_checks.py), 2. kernel timings at 32k tokens against
+Parts: 1. kernels vs float64 (bench/gpu_proof/kernel_checks.py), 2. kernel timings at 32k tokens against
 what a user would otherwise run (kernel_timings.py), 3. model steps through core ComfyUI's model
 classes with and without the pack's patches (model_calls.py), 4. peak memory of tiled VSR windows
 (vsr_windows.py). Each part has a time guard (a share of --budget plus what earlier parts left);
 parts 3 and 4 need ComfyUI (COMFYUI_PATH, or the folder --prepare wrote) and say so when it is
 absent. On a GPU, Triton's cache is first warmed in parallel (warm_cache.py, at most WARM_S), and
 the pack's kernel unit tests run on CUDA at the end in whatever is left of END_S. The tables print as each part ends; the LAST line is JSON with the device, the rows, the
-goals (bench/gpu/goals.py) and the failures. Exit status 1 when anything failed. docs/benchmarks.md.
+goals (bench/gpu_proof/goals.py) and the failures. Exit status 1 when anything failed. docs/benchmarks.md.
 """
 from __future__ import annotations
 
@@ -58,8 +58,8 @@ def _finish(summary: dict, args, failures: int) -> int:
 
 def run_compile(args) -> int:
     os.environ.pop("TRITON_INTERPRET", None)  # compile the real kernels, not the interpreter's stand-ins
-    from gpu import aot_compile
-    from gpu.common import print_table
+    from gpu_proof import aot_compile
+    from gpu_proof.common import print_table
 
     began = time.perf_counter()
     part = aot_compile.run(full=not args.ci, workers=args.workers, strict=args.strict_shared)
@@ -76,7 +76,7 @@ def _context(args):
     if args.smoke:
         os.environ["TRITON_INTERPRET"] = "1"  # read when the kernels are decorated: before they import
     import torch
-    from gpu.common import Context
+    from gpu_proof.common import Context
 
     if not args.smoke and not torch.cuda.is_available():
         sys.exit("gpu_suite: torch sees no CUDA device here; run --smoke (CPU) or --compile instead")
@@ -84,7 +84,7 @@ def _context(args):
 
 
 def _boot(ctx):
-    from gpu import comfy_boot
+    from gpu_proof import comfy_boot
 
     try:
         return comfy_boot.boot(cpu=not ctx.cuda), None
@@ -93,8 +93,8 @@ def _boot(ctx):
 
 
 def _run_parts(ctx, args, core, why_not) -> dict:
-    from gpu import kernel_checks, kernel_timings, model_calls, vsr_windows
-    from gpu.common import Guard, Part, print_table
+    from gpu_proof import kernel_checks, kernel_timings, model_calls, vsr_windows
+    from gpu_proof.common import Guard, Part, print_table
 
     runners = {"kernels": lambda g: kernel_checks.run(ctx, g), "timings": lambda g: kernel_timings.run(ctx, g),
                "models": lambda g: model_calls.run(ctx, g, core), "vsr": lambda g: vsr_windows.run(ctx, g, core)}
@@ -116,8 +116,8 @@ def _run_parts(ctx, args, core, why_not) -> dict:
 
 
 def _warm(ctx) -> dict:
-    from gpu import warm_cache
-    from gpu.common import Part
+    from gpu_proof import warm_cache
+    from gpu_proof.common import Part
 
     part = Part("0. Triton cache", [])
     if ctx.cuda:
@@ -126,8 +126,8 @@ def _warm(ctx) -> dict:
 
 
 def _unit_tests(ctx, began: float) -> dict:
-    from gpu import kernel_checks
-    from gpu.common import Part, print_table
+    from gpu_proof import kernel_checks
+    from gpu_proof.common import Part, print_table
 
     part = Part("5. the pack's kernel unit tests on CUDA", [])
     left = END_S - (time.perf_counter() - began)
@@ -146,8 +146,8 @@ def run_suite(args) -> int:
     ctx = _context(args)
     import torch
     import triton
-    from gpu import goals
-    from gpu.common import device_name
+    from gpu_proof import goals
+    from gpu_proof.common import device_name
 
     warmed = _warm(ctx)  # before anything else: its workers are forked
     core, why_not = _boot(ctx)
@@ -169,7 +169,7 @@ def main() -> int:
     args = _arguments()
     sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
     if args.prepare:
-        from gpu import prepare
+        from gpu_proof import prepare
 
         return prepare.run(args.prepare, args.snapshot, args.have, wheels=not args.no_wheels)
     if args.compile:

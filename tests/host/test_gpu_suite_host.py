@@ -68,7 +68,7 @@ CLOSURE = """
 import importlib.metadata, json, sys
 sys.path.insert(0, "bench")
 before = set(sys.modules)
-from gpu import comfy_boot, prepare
+from gpu_proof import comfy_boot, prepare
 core = comfy_boot.boot(cpu=True)
 dists = importlib.metadata.packages_distributions()
 tops = {name.split(".")[0] for name in set(sys.modules) - before}
@@ -87,7 +87,7 @@ def test_prepare_knows_every_comfyui_requirement_the_suite_imports():
     assert done.returncode == 0, done.stderr[-3000:]
     imported = set(json.loads(done.stdout.strip().splitlines()[-1]))
     sys.path.insert(0, str(PACK_ROOT / "bench"))
-    from gpu import prepare
+    from gpu_proof import prepare
 
     assert {"torch", "comfy-kitchen"} <= imported
     assert imported <= set(prepare.SUITE_REQUIREMENTS), imported - set(prepare.SUITE_REQUIREMENTS)

@@ -17,8 +17,8 @@ SUITE = PACK_ROOT / "bench" / "gpu_suite.py"
 sys.path.insert(0, str(PACK_ROOT / "bench"))
 triton = pytest.importorskip("triton")
 
-from gpu import aot_compile, goals, prepare  # noqa: E402  (bench/ on the path first)
-from gpu.common import Part  # noqa: E402
+from gpu_proof import aot_compile, goals, prepare  # noqa: E402  (bench/ on the path first)
+from gpu_proof.common import Part  # noqa: E402
 
 KERNELS = {"_quantize_rows_kernel", "_quantize_blocks_kernel", "_int8_gemm_kernel", "_quantize_kernel",
            "_sage_kernel", "_sparse_kernel", "_rms_norm_kernel", "_layer_norm_kernel"}
@@ -36,7 +36,7 @@ def _last_json(stdout: str) -> dict:
 
 def _jit_kernels() -> set:
     """Every launched @triton.jit function in kernels/ (helpers called from kernels excluded)."""
-    code = ("import sys; sys.path.insert(0, 'bench'); from gpu import launch_plan; "
+    code = ("import sys; sys.path.insert(0, 'bench'); from gpu_proof import launch_plan; "
             "from triton.runtime.jit import JITFunction; "
             "print(' '.join(sorted({n for m in launch_plan.kernel_modules() for n, f in vars(m).items() "
             "if isinstance(f, JITFunction) and n.endswith('_kernel')})))")
@@ -66,8 +66,8 @@ def test_compile_check_fails_a_config_over_the_shared_memory_limit():
     code = """
 import sys, torch
 sys.path.insert(0, 'bench')
-from gpu import aot_compile, launch_plan
-from gpu.launch_capture import recording, request_key, compile_request
+from gpu_proof import aot_compile, launch_plan
+from gpu_proof.launch_capture import recording, request_key, compile_request
 from triton.backends.compiler import GPUTarget
 attention = launch_plan.pack_module('kernels.attention')
 q, k, v = (torch.randn(1, 1, 4096, 128, dtype=torch.bfloat16) for _ in range(3))
