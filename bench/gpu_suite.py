@@ -11,8 +11,9 @@ classes with and without the pack's patches (model_calls.py), 4. peak memory of 
 (vsr_windows.py). Each part has a time guard (a share of --budget plus what earlier parts left);
 parts 3 and 4 need ComfyUI (COMFYUI_PATH, or the folder --prepare wrote) and say so when it is
 absent. On a GPU, Triton's cache is first warmed in parallel (warm_cache.py, at most WARM_S), and
-the pack's kernel unit tests run on CUDA at the end in whatever is left of END_S. The tables print as each part ends; the LAST line is JSON with the device, the rows, the
-goals (bench/gpu_proof/goals.py) and the failures. Exit status 1 when anything failed. docs/benchmarks.md.
+the pack's kernel unit tests run on CUDA at the end in whatever is left of END_S. The tables print
+as each part ends; the LAST line is JSON with the device, the rows, the goals
+(bench/gpu_proof/goals.py) and the failures. Exit status 1 when anything failed. docs/benchmarks.md.
 """
 from __future__ import annotations
 

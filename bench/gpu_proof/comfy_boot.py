@@ -2,9 +2,10 @@
 
 Where: COMFYUI_PATH when set (and only there), else the folder `--prepare` writes by default
 (.gpu_suite/comfyui), else the ComfyUI tree whose custom_nodes holds the pack.
-What: comfy.cli_args (cpu set before anything reads it), comfy.model_management, comfy.model_detection (+ supported_models, model_base),
-comfy.sample / comfy.samplers, and the pack's patches, which import comfy themselves. No server,
-no nodes.py, no folder_paths: the model parts build core's model classes directly.
+What: comfy.cli_args (cpu set before anything reads it), comfy.model_management,
+comfy.model_detection (+ supported_models, model_base), comfy.sample / comfy.samplers, and the
+pack's patches, which import comfy themselves. No server, no nodes.py, no folder_paths: the model
+parts build core's model classes directly.
 """
 from __future__ import annotations
 
