@@ -153,9 +153,11 @@ def folder_size(folder: pathlib.Path) -> int:
 
 
 def device_command(folder: str) -> str:
+    """The command for the GPU machine, run from the repository root; `folder` relative to it."""
     wheels = f"python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade " \
              f"--target /tmp/site {folder}/wheels/*.whl && "
-    return (f"set -o pipefail; {wheels}export PYTHONPATH=/tmp/site COMFYUI_PATH=$PWD/{folder}/comfyui "
+    comfy = f"{folder}/comfyui" if folder.startswith("/") else f"$PWD/{folder}/comfyui"
+    return (f"set -o pipefail; {wheels}export PYTHONPATH=/tmp/site COMFYUI_PATH={comfy} "
             f"PYTHONUNBUFFERED=1 && python3 bench/gpu_suite.py --json \"${{OUT:-.}}/gpu_suite.json\" 2>&1 "
             f"| tee \"${{OUT:-.}}/gpu_suite.log\"")
 
@@ -163,6 +165,10 @@ def device_command(folder: str) -> str:
 def run(folder: pathlib.Path, snapshot: pathlib.Path | None = None, have_file: pathlib.Path | None = None,
         wheels: bool = True) -> int:
     snapshot = find_snapshot(snapshot)
+    if folder.exists() and any(folder.iterdir()) and not (folder / "MANIFEST.txt").is_file():
+        print(f"--prepare {folder}: the folder holds files --prepare did not write (no MANIFEST.txt); "
+              "name a new or empty folder")
+        return 2
     shutil.rmtree(folder, ignore_errors=True)
     count, requirements = extract_source(snapshot, folder / "comfyui")
     have = image_packages(have_file)

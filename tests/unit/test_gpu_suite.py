@@ -167,3 +167,9 @@ def test_grouped_table_keeps_the_largest_shared_memory_per_launch_shape():
     assert set(groups) == {"D=128 warps=8 stages=3", "D=64 warps=4 stages=3"}
     big = groups["D=128 warps=8 stages=3"]
     assert big["variants"] == 2 and [big[f"sm_{a}"] for a in aot_compile.TARGETS] == [9, 8, 5, 6, 1]
+
+
+def test_prepare_refuses_a_folder_it_did_not_write(tmp_path):
+    (tmp_path / "keep.txt").write_text("someone's file")
+    assert prepare.run(tmp_path, pathlib.Path("unused.tar.gz"), wheels=False) == 2
+    assert (tmp_path / "keep.txt").read_text() == "someone's file"
