@@ -28,24 +28,32 @@ from .launch_plan import all_calls, cuda_branches, kernel_modules
 TARGETS = (80, 89, 90, 100, 120)
 SHARED_LIMIT = {80: 163 * 1024, 89: 99 * 1024, 90: 227 * 1024, 100: 227 * 1024, 120: 99 * 1024}
 BUDGET = min(SHARED_LIMIT.values())
-_WORK: list = []  # (key, labels, launch) triples; read by the forked workers
+_WORK: list = []  # unique_launches' entries; read by the forked workers
 
 
-def capture(full: bool) -> list:
-    with recording(kernel_modules()) as launches, cuda_branches():
+def capture(full: bool, arch: int) -> list:
+    """The launches of the plan's dispatcher calls as they would be on a GPU of capability `arch`."""
+    with recording(kernel_modules()) as launches, cuda_branches(arch):
         for label, call in all_calls(full):
             with labelled(label):
                 call()
     return launches
 
 
-def unique_launches(launches: list) -> list[tuple[str, list[str], object]]:
-    """(request key, the dispatcher calls that made it, one launch) per distinct compile request."""
-    seen: dict[str, tuple[list[str], object]] = {}
-    for launch in launches:
-        key = request_key(*compile_request(launch, GPUTarget("cuda", 90, 32)))
-        seen.setdefault(key, ([], launch))[0].append(launch.label)
-    return [(key, labels, launch) for key, (labels, launch) in seen.items()]
+def unique_launches(full: bool, archs=TARGETS) -> list[tuple[str, list[str], object, list[int]]]:
+    """(request key, the dispatcher calls that made it, one launch, the targets that launch it) per
+    distinct compile request; a dispatcher that picks other blocks on some GPUs (SageSLA on sm_90)
+    gives configurations that only those targets compile."""
+    seen: dict[str, tuple[list[str], object, list[int]]] = {}
+    for arch in archs:
+        for launch in capture(full, arch):
+            key = request_key(*compile_request(launch, GPUTarget("cuda", arch, 32)))
+            labels, _, where = seen.setdefault(key, ([], launch, []))
+            labels.append(launch.label)
+            if arch not in where:
+                where.append(arch)
+    return sorted(((key, labels, launch, where) for key, (labels, launch, where) in seen.items()),
+                  key=lambda w: w[0])
 
 
 def _compile_one(item: tuple[int, int]) -> tuple[int, int, int | None, str | None]:
@@ -58,11 +66,11 @@ def _compile_one(item: tuple[int, int]) -> tuple[int, int, int | None, str | Non
         return index, arch, None, f"{type(error).__name__}: {str(error).strip().splitlines()[-1][:300]}"
 
 
-def compile_all(work: list, workers: int, targets=None, timeout: float | None = None) -> dict[tuple[int, int], tuple]:
-    """{(work index, arch): (shared bytes or None, error or None)}; forked workers compile (no GPU is
-    touched in them). With a timeout, what is not done by then is left out."""
+def compile_all(work: list, workers: int, timeout: float | None = None) -> dict[tuple[int, int], tuple]:
+    """{(work index, arch): (shared bytes or None, error or None)} for each entry's targets; forked
+    workers compile (no GPU is touched in them). With a timeout, what is not done by then is left out."""
     _WORK[:] = work
-    items = [(index, arch) for index in range(len(work)) for arch in targets or TARGETS]
+    items = [(index, arch) for index, entry in enumerate(work) for arch in entry[3]]
     if workers <= 1 and timeout is None:
         return {(i, a): (shared, error) for i, a, shared, error in map(_compile_one, items)}
     results = []
@@ -84,9 +92,12 @@ def _over(shared: dict, strict: bool) -> list[str]:
             if value is not None and value > limits[arch]]
 
 
-def _row(part: Part, key: str, labels: list[str], results: dict, index: int, strict: bool) -> None:
-    shared = {arch: results[(index, arch)][0] for arch in TARGETS}
-    errors = [f"sm_{arch}: {results[(index, arch)][1]}" for arch in TARGETS if results[(index, arch)][1]]
+def _row(part: Part, entry: tuple, results: dict, index: int, strict: bool) -> None:
+    key, labels, _, archs = entry
+    missing = (None, "not compiled (the time limit ran out)")
+    done = {arch: results.get((index, arch), missing) for arch in archs}
+    shared = {arch: done[arch][0] if arch in done else None for arch in TARGETS}
+    errors = [f"sm_{arch}: {error}" for arch, (_, error) in done.items() if error]
     over = _over(shared, strict)
     kernel, config = key.split("|", 1)
     part.add(kernel=kernel, config=config, **{f"sm_{a}": shared[a] for a in TARGETS}, calls=len(labels),
@@ -124,10 +135,10 @@ def run(full: bool = True, workers: int | None = None, strict: bool = False) -> 
     rule = f"every target <= {BUDGET} B" if strict else \
         "each target <= its limit (" + ", ".join(f"sm_{a} {v} B" for a, v in SHARED_LIMIT.items()) + ")"
     part = Part(f"ahead-of-time compile, triton {triton.__version__}, shared memory per block: {rule}", columns)
-    work = sorted(unique_launches(capture(full)), key=lambda w: w[0])
-    print(f"  {len(work)} distinct kernel configurations x {len(TARGETS)} targets", flush=True)
+    work = unique_launches(full)
+    print(f"  {len(work)} distinct kernel configurations, {sum(len(w[3]) for w in work)} compiles", flush=True)
     results = compile_all(work, workers or os.cpu_count() or 1)
-    for index, (key, labels, _) in enumerate(work):
-        _row(part, key, labels, results, index, strict)
+    for index, entry in enumerate(work):
+        _row(part, entry, results, index, strict)
     part.seconds = time.perf_counter() - began
     return part

@@ -15,7 +15,9 @@ from __future__ import annotations
 import contextlib
 import functools
 import itertools
+import types
 from collections.abc import Callable, Iterator
+from unittest import mock
 
 import torch
 
@@ -84,16 +86,25 @@ def all_calls(full: bool) -> list[tuple[str, Callable]]:
 
 
 @contextlib.contextmanager
-def cuda_branches():
-    """The calls run on CPU tensors; where a dispatcher picks launch sizes by device (int8_triton's
-    GEMM tiles: small ones for the CPU interpreter), take its CUDA branch."""
-    module = pack_module("kernels.int8_triton")
-    original = module._tile_sizes
-    module._tile_sizes = lambda device: original(torch.device("cuda"))
+def cuda_branches(arch: int):
+    """The calls run on CPU tensors; where a dispatcher picks launch sizes by device, take the branch
+    it takes on a CUDA GPU of compute capability `arch`: int8_triton's GEMM tiles (small ones for the
+    CPU interpreter) and attention.sla_blocks (SageSLA's blocks on sm_90), each asked itself."""
+    int8_triton, attention = pack_module("kernels.int8_triton"), pack_module("kernels.attention")
+    tiles, blocks = int8_triton._tile_sizes, attention.sla_blocks
+    capability = (arch // 10, arch % 10)
+    on_cuda = types.SimpleNamespace(is_cuda=True, device=torch.device("cuda", 0))
+
+    def sla_blocks(q, backend):
+        with mock.patch.object(torch.cuda, "get_device_capability", lambda device=None: capability):
+            return blocks(on_cuda, backend)
+
+    int8_triton._tile_sizes = lambda device: tiles(torch.device("cuda"))
+    attention.sla_blocks = sla_blocks
     try:
         yield
     finally:
-        module._tile_sizes = original
+        int8_triton._tile_sizes, attention.sla_blocks = tiles, blocks
 
 
 def kernel_modules() -> list:

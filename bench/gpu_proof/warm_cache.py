@@ -21,8 +21,8 @@ def run(part: Part, seconds: float, workers: int | None = None) -> None:
 
         major, minor = torch.cuda.get_device_capability()
         arch = major * 10 + minor
-        work = aot_compile.unique_launches(aot_compile.capture(full=True))
-        results = aot_compile.compile_all(work, workers or os.cpu_count() or 1, (arch,),
+        work = aot_compile.unique_launches(full=True, archs=(arch,))
+        results = aot_compile.compile_all(work, workers or os.cpu_count() or 1,
                                           timeout=max(5.0, seconds - (time.perf_counter() - began)))
     except Exception as error:  # e.g. a Triton whose JIT internals differ: the parts compile as usual
         part.note(f"Triton cache not warmed ({type(error).__name__}: {error}); kernels compile at first launch")
