@@ -75,8 +75,9 @@ def attention_case(ctx: Context, part: Part, backend: str, dtype, d: int, sizes:
     q_rows = q[:, :, start:start + rows]
     if backend == "sage":
         same = ref.sage_attention(q_rows, k, v)
-    else:
-        same = ref.sla_attention(q_rows, k, v, topk, None, quantized=backend == "sagesla")
+    else:  # the blocks the dispatcher picks on this device (SageSLA: 64 / 128 on sm_90)
+        block_q, block_k = attention.sla_blocks(q, backend)
+        same = ref.sla_attention(q_rows, k, v, topk, None, backend == "sagesla", None, block_q, block_k)
     exact = torch.softmax(q_rows.double() @ k.double().transpose(-1, -2) * d ** -0.5, dim=-1) @ v.double()
     rel_same, cos = rel_l2(out, same), cosine(out, exact)
     tol = SLA_FP32_TOL if (backend, dtype) == ("sla", torch.float32) else ATTENTION_TOL[dtype]
