@@ -119,10 +119,11 @@ def grouped(rows: list[dict]) -> Part:
     for row in rows:
         launch = " ".join(t for t in row["config"].split() if "=" in t and not t.startswith("HAS_"))
         group = groups.setdefault((row["kernel"], launch), {"kernel": row["kernel"], "launch": launch,
-                                                             "variants": 0, **{f"sm_{a}": 0 for a in TARGETS}})
+                                                             "variants": 0, **{f"sm_{a}": None for a in TARGETS}})
         group["variants"] += 1
-        for arch in TARGETS:
-            group[f"sm_{arch}"] = max(group[f"sm_{arch}"], row[f"sm_{arch}"] or 0)
+        for arch in TARGETS:  # None: no variant of this shape is launched on that target
+            values = [v for v in (group[f"sm_{arch}"], row[f"sm_{arch}"]) if v is not None]
+            group[f"sm_{arch}"] = max(values) if values else None
     part.rows.extend(groups.values())
     return part
 

@@ -164,11 +164,12 @@ def test_grouped_table_keeps_the_largest_shared_memory_per_launch_shape():
 
     rows = [row("HAS_BIAS=True D=128 v_ptr:fp32 div16(n) warps=8 stages=3", 9, 1, 5, 5, 1),
             row("HAS_BIAS=False D=128 v_ptr:fp16 div16(-) warps=8 stages=3", 2, 8, 5, 6, 1),
-            row("HAS_BIAS=True D=64 v_ptr:fp16 div16(-) warps=4 stages=3", 1, 1, 1, 1, None)]
+            row("HAS_BIAS=True D=64 v_ptr:fp16 div16(-) warps=4 stages=3", None, None, 3, None, None)]
     groups = {g["launch"]: g for g in aot_compile.grouped(rows).rows}
     assert set(groups) == {"D=128 warps=8 stages=3", "D=64 warps=4 stages=3"}
     big = groups["D=128 warps=8 stages=3"]
     assert big["variants"] == 2 and [big[f"sm_{a}"] for a in aot_compile.TARGETS] == [9, 8, 5, 6, 1]
+    assert [groups["D=64 warps=4 stages=3"][f"sm_{a}"] for a in aot_compile.TARGETS] == [None, None, 3, None, None]
 
 
 def test_prepare_refuses_a_folder_it_did_not_write(tmp_path):
