@@ -6,6 +6,8 @@ middle-index grid, causal temporal positions, AV timestep scale 1000). The text 
 the real files hold them: core 0.29 builds them inside the DiT, core 0.8.0 inside the text encoder (there
 the DiT reports them as unexpected keys, see CONNECTOR_PREFIXES).
 """
+import json
+
 import torch
 
 from . import ltxv
@@ -25,6 +27,14 @@ TRANSFORMER_19B = {
     "positional_embedding_max_pos": [20, 2048, 2048], "audio_positional_embedding_max_pos": [20],
     "timestep_scale_multiplier": 1000,
 }
+# head dims the fast attention kernels take (video 2 x 64, audio 1 x 64; the real 19B: 32 x 128 / 32 x 64)
+TRANSFORMER_19B_D64 = {**TRANSFORMER_19B, "attention_head_dim": 64, "cross_attention_dim": 128,
+                       "audio_num_attention_heads": 1, "audio_attention_head_dim": 64,
+                       "audio_cross_attention_dim": 64}
+# core's LatentUpsampler (LatentUpscaleModelLoader reads this config from the metadata): x2 in space
+UPSAMPLER_CONFIG = {"_class_name": "LatentUpsampler", "in_channels": LATENT_CHANNELS, "mid_channels": 32,
+                    "num_blocks_per_stage": 1, "dims": 3, "spatial_upsample": True, "temporal_upsample": False,
+                    "spatial_scale": 2.0, "rational_resampler": False}
 
 
 def _linear(key, out_features, in_features, bias=True):
@@ -84,6 +94,16 @@ def widths(config: dict) -> tuple[int, int, int]:
             config["connector_num_attention_heads"] * config["connector_attention_head_dim"])
 
 
+def unprocessed_context_width(config: dict) -> int:
+    """Width of the text encoder output core 0.29 feeds to the DiT's connectors (the projected Gemma states)."""
+    return config["caption_channels"]
+
+
+def processed_context_width(config: dict) -> int:
+    """Width of the connector outputs [video | audio] the blocks take (what core 0.8.0's encoder gives)."""
+    return 2 * config["caption_channels"]
+
+
 def dit_layout(config: dict = TRANSFORMER_19B) -> dict:
     v, a, c = widths(config)
     caption = config["caption_channels"]
@@ -122,3 +142,38 @@ def write_checkpoint(path, config: dict = TRANSFORMER_19B, seed=12):
     state_dict = {f"model.diffusion_model.{k}": v for k, v in dit.items()}
     state_dict.update({f"vae.{k}": v for k, v in vae.items()})
     return save(state_dict, path, {"transformer": config, "vae": ltxv.TINY_VAE_CONFIG})
+
+
+def _conv3d(key, out_channels, in_channels, kernel=(3, 3, 3)):
+    return {f"{key}.weight": (out_channels, in_channels, *kernel), f"{key}.bias": (out_channels,)}
+
+
+def _group_norm(key, channels):
+    return {f"{key}.weight": (channels,), f"{key}.bias": (channels,)}
+
+
+def _res_block(key, channels):
+    layout = {**_conv3d(f"{key}.conv1", channels, channels), **_group_norm(f"{key}.norm1", channels)}
+    layout.update({**_conv3d(f"{key}.conv2", channels, channels), **_group_norm(f"{key}.norm2", channels)})
+    return layout
+
+
+def upsampler_layout(config: dict = UPSAMPLER_CONFIG) -> dict:
+    c, mid = config["in_channels"], config["mid_channels"]
+    layout = {**_conv3d("initial_conv", mid, c), **_group_norm("initial_norm", mid)}
+    for index in range(config["num_blocks_per_stage"]):
+        layout.update(_res_block(f"res_blocks.{index}", mid))
+        layout.update(_res_block(f"post_upsample_res_blocks.{index}", mid))
+    layout.update(_conv3d("upsampler.0", 4 * mid, mid, (3, 3)))  # Conv2d + pixel shuffle: x2 in space
+    layout.update(_conv3d("final_conv", c, mid))
+    return layout
+
+
+def write_upsampler(path, config: dict = UPSAMPLER_CONFIG, seed=13):
+    """The LTX-2 spatial latent upsampler layout (ltx-2-spatial-upscaler-x2) for LatentUpscaleModelLoader."""
+    from safetensors.torch import save_file
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    state_dict = random_state_dict(upsampler_layout(config), seed)
+    save_file(state_dict, str(path), metadata={"config": json.dumps(config)})
+    return path.name
