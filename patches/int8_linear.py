@@ -157,18 +157,12 @@ class Int8Ops(comfy.ops.manual_cast):
     Linear = Int8Linear
 
 
-def model_blocks(model) -> tuple[str, str]:
-    """(blocks attribute, family name) of a MODEL whose family has an INT8 layer map, else a ValueError."""
-    family = families.require(model, families.INT8)
-    return family.blocks, family.name
-
-
-def _wanted(path: str, layers: str) -> bool:
-    parts = path.split(".")
+def _wanted(path: str, layers: str, family: families.Family) -> bool:
+    """path: '<block index>.<submodule>....' under the blocks; the family names the submodules by role."""
     if layers == "attention":
-        return any("attn" in p for p in parts)
+        return path.split(".")[1] in family.attention_modules
     if layers == "feed_forward":
-        return any(p in ("ff", "ffn") for p in parts)
+        return path.split(".")[1] in family.feed_forward_modules
     return True
 
 
@@ -176,10 +170,10 @@ def select_linears(model, layers: str = "all") -> list[str]:
     """Object-patch paths (diffusion_model.<blocks>.N....) of the Linears to quantize."""
     if layers not in LAYER_CHOICES:
         raise ValueError(f"layers must be one of {LAYER_CHOICES}; got {layers!r}")
-    blocks, _ = model_blocks(model)
-    root = model.get_model_object(f"diffusion_model.{blocks}")
-    return [f"diffusion_model.{blocks}.{name}" for name, module in root.named_modules()
-            if isinstance(module, torch.nn.Linear) and _wanted(name, layers)]
+    family = families.require(model, families.INT8)
+    root = model.get_model_object(f"diffusion_model.{family.blocks}")
+    return [f"diffusion_model.{family.blocks}.{name}" for name, module in root.named_modules()
+            if isinstance(module, torch.nn.Linear) and _wanted(name, layers, family)]
 
 
 def quantize_model(model, layers: str = "all", granularity: str = "per_channel", backend: str = "auto"):

@@ -27,8 +27,9 @@ TRANSFORMER_19B = {
     "positional_embedding_max_pos": [20, 2048, 2048], "audio_positional_embedding_max_pos": [20],
     "timestep_scale_multiplier": 1000,
 }
-# head dims the fast attention kernels take (video 2 x 64, audio 1 x 64; the real 19B: 32 x 128 / 32 x 64)
-TRANSFORMER_19B_D64 = {**TRANSFORMER_19B, "attention_head_dim": 64, "cross_attention_dim": 128,
+# the real 19B's head dims, which the fast attention kernels take: video 1 x 128, audio 1 x 64 (19B: 32 heads each)
+TRANSFORMER_19B_D64 = {**TRANSFORMER_19B, "num_attention_heads": 1, "attention_head_dim": 128,
+                       "cross_attention_dim": 128,
                        "audio_num_attention_heads": 1, "audio_attention_head_dim": 64,
                        "audio_cross_attention_dim": 64}
 # core's LatentUpsampler (LatentUpscaleModelLoader reads this config from the metadata): x2 in space
