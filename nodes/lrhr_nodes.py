@@ -61,7 +61,7 @@ class TurboLRPass(io.ComfyNode):
                     io.Sampler.Input("sampler"), io.Sigmas.Input("sigmas"),
                     io.Latent.Input("latent_image", tooltip="The LR latent (e.g. EmptyLTXVLatentVideo at half size; "
                                                             "for LTX-2 also an audio-video latent)."),
-                    io.String.Input("blocks", default="0, 7, 14, 21", tooltip=BLOCKS_TOOLTIP)],
+                    io.String.Input("blocks", default=AUTO_BLOCKS, tooltip=BLOCKS_TOOLTIP)],
             outputs=[io.Latent.Output(display_name="lr_latent"), LRFeatures.Output(display_name="lr_features")],
         )
 
