@@ -21,6 +21,7 @@ LR_FEATURES = "LR -> HR feature guidance (TurboLRPass / TurboApplyLRFeatures)"
 VSR = "video super-resolution (TurboVSRUpscale)"
 DIT_LOADER = "TurboDiTLoader"
 TILING = "TurboTiledModel"
+CHECKPOINTING = "gradient checkpointing (training --gradient-checkpointing)"
 
 
 def _plain_tokens(img):

@@ -10,6 +10,9 @@ also carries an audio stream (audio_attn1 / audio_attn2 / audio_ff) and two audi
   passes `latent_shapes` as a cond; the diffusion model's forward then gets x as a list [video, audio]. A
   plain video latent runs video-only: x = [video], audio empty, and the blocks skip audio and both
   audio-video cross-attentions (av_model.py BasicAVTransformerBlock.forward: ax.numel() == 0).
+- Training's gradient checkpointing is not offered: core 0.29 hands LTX-2 blocks their timesteps as
+  CompressedTimestep objects, which a checkpointed block cannot take as gradient inputs (a step-size adapter's
+  gradient would not reach it), so the capability is left out rather than train silently wrong.
 - The caption context the DiT's blocks take is [video | audio] connector outputs (19B: 2 x caption_channels;
   2.3: cross_attention_dim + audio_cross_attention_dim). Core 0.29 runs the connectors inside the DiT for
   conditioning marked `unprocessed_ltxav_embeds` and takes an already-processed context as it is; core 0.8.0

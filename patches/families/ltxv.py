@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import torch
 
-from .family import ATTENTION, DIT_LOADER, INT8, LR_FEATURES, STEP_SIZE, TILING, VSR, Family, VAEFamily
+from .family import (ATTENTION, CHECKPOINTING, DIT_LOADER, INT8, LR_FEATURES, STEP_SIZE, TILING, VSR, Family,
+                     VAEFamily)
 
 TURBO2K_FUSION_DEPTHS = (0 / 28, 7 / 28, 14 / 28, 21 / 28)  # Turbo2K's fusion blocks 0, 7, 14, 21 of 28
 
@@ -31,7 +32,7 @@ FAMILY = Family(
     head_dim="dim_head",
     width="inner_dim",
     time_embedding="diffusion_model.adaln_single.emb",
-    capabilities=frozenset({ATTENTION, INT8, STEP_SIZE, LR_FEATURES, VSR, DIT_LOADER, TILING}),
+    capabilities=frozenset({ATTENTION, INT8, STEP_SIZE, LR_FEATURES, VSR, DIT_LOADER, TILING, CHECKPOINTING}),
     neutral_conditioning=neutral_conditioning,
     default_fusion_depths=TURBO2K_FUSION_DEPTHS,
     context_width=context_width,
