@@ -72,6 +72,23 @@ class TurboTestLTX2Conditioning:
         return ([[embedding, {"frame_rate": frame_rate}]],)
 
 
+class TurboTestNeutralConditioning:
+    """The model family's 'no prompt' conditioning (patches/families), as TurboVSRUpscale uses it."""
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"model": ("MODEL",)}}
+
+    RETURN_TYPES = ("CONDITIONING",)
+    FUNCTION = "make"
+    CATEGORY = "_for_testing"
+
+    def make(self, model):
+        from turbovideo.patches.vsr_upscale import neutral_conditioning  # the pack under its test alias
+
+        return (neutral_conditioning(model),)
+
+
 class TurboTestCapture:
     """Stores its input under `key` in CAPTURED; an output node so the graph runs up to it."""
 
@@ -182,5 +199,6 @@ TEST_NODES = {
     "TurboTestBlockProbe": TurboTestBlockProbe,
     "TurboTestConditioning": TurboTestConditioning,
     "TurboTestLTX2Conditioning": TurboTestLTX2Conditioning,
+    "TurboTestNeutralConditioning": TurboTestNeutralConditioning,
     "TurboTestCapture": TurboTestCapture,
 }
