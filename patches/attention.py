@@ -91,8 +91,9 @@ class TurboAttentionOverride:
             self._warn_once(reason, f"backend {self.backend!r} cannot run here ({reason})")
             return self._exact(func, q, k, v, heads, **kwargs)
         try:
-            out = attention_kernels.attention(qh, kh, vh, self.backend, topk=self.topk,
-                                              proj_l=self._proj_l(block, qh.shape[-1], qh.device), linear_keys=self.linear_keys)
+            proj_l = self._proj_l(block, qh.shape[-1], qh.device)
+            out = attention_kernels.attention(qh, kh, vh, self.backend, topk=self.topk, proj_l=proj_l,
+                                              linear_keys=self.linear_keys)
         except Exception as error:  # a GPU the Triton kernels do not compile for; the torch path re-raises
             if not attention_kernels.uses_triton(qh):
                 raise

@@ -3,8 +3,7 @@ from __future__ import annotations
 
 import torch
 
-from .family import (ATTENTION, CHECKPOINTING, DIT_LOADER, INT8, LR_FEATURES, STEP_SIZE, TILING, VSR, Family,
-                     VAEFamily)
+from .family import ATTENTION, CHECKPOINTING, DIT_LOADER, INT8, LR_FEATURES, STEP_SIZE, TILING, VSR, Family, VAEFamily
 
 TURBO2K_FUSION_DEPTHS = (0 / 28, 7 / 28, 14 / 28, 21 / 28)  # Turbo2K's fusion blocks 0, 7, 14, 21 of 28
 

@@ -10,9 +10,9 @@ import sys
 import pytest
 import torch
 from safetensors.torch import save_file
+from tiny_models import ltx2
 
 from host import graphs
-from tiny_models import ltx2
 
 pytestmark = pytest.mark.host
 

@@ -5,11 +5,10 @@ zero token of the processed [video | audio] width on core 0.29 (its connectors s
 import importlib
 
 import pytest
-import torch
+from tiny_models import ltx2
 
 from host import graphs
 from host.test_only_nodes import core_runs_ltx2_connectors
-from tiny_models import ltx2
 
 pytestmark = pytest.mark.host
 
