@@ -75,6 +75,30 @@ def ltx2_conditioning_node(seed=0, config=None, tokens=7, frame_rate=25.0):
         "processed_width": ltx2.processed_context_width(config), "seed": seed, "frame_rate": frame_rate}}
 
 
+LTX23_SKIP_REASON = ("core 0.8.0 has no LTX-2.3 (no gated attention, no cross-attention AdaLN, no dual_linear text "
+                     "projection: ltx2_turbot2av.md 4.1); LTX-2.3 runs on core 0.29.0")
+
+
+def core_has_ltx23() -> bool:
+    import inspect
+
+    import comfy.ldm.lightricks.av_model as av_model
+
+    return "apply_gated_attention" in inspect.signature(av_model.LTXAVModel.__init__).parameters
+
+
+def ltx2_config(family: str):
+    """The tiny DiT config of an LTX-2 test family name ('ltx23...' = LTX-2.3, else 19B); skips 2.3 on 0.8.0."""
+    import pytest
+    from tiny_models import ltx2
+
+    if family.startswith("ltx23"):
+        if not core_has_ltx23():
+            pytest.skip(LTX23_SKIP_REASON)
+        return ltx2.TRANSFORMER_23
+    return ltx2.TRANSFORMER_19B
+
+
 def ltx2_audio_frames(frames, frame_rate=25.0):
     """Audio latent frames LTXVEmptyLatentAudio makes for `frames` video frames (25 audio latents a second)."""
     return math.ceil(frames / frame_rate * 25)

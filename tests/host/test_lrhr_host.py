@@ -17,7 +17,8 @@ pytestmark = pytest.mark.host
 LR_SIZE, HR_SIZE, FRAMES, CFG = 64, 128, 9, 2.0  # latents [1, 128, 2, 2, 2] and [1, 128, 2, 4, 4]
 # LTX-Video (width 64); LTX-2 (width 16) video-only and with an audio latent (LTXVConcatAVLatent)
 FAMILIES = {"ltxv": {"dit": "ltxv_dit", "width": 64}, "ltx2": {"dit": "ltx2_dit", "width": 16, "audio": False},
-            "ltx2_av": {"dit": "ltx2_dit", "width": 16, "audio": True}}
+            "ltx2_av": {"dit": "ltx2_dit", "width": 16, "audio": True},
+            "ltx23_av": {"dit": "ltx23_dit", "width": 16, "audio": True}}  # LTX-2.3: skipped on core 0.8.0
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +52,8 @@ def _conditioning_and_latents(family):
     if family == "ltxv":
         return {"pos": graphs.conditioning_node(0, True), "neg": graphs.conditioning_node(1, True),
                 "lr_latent": _empty_latent(LR_SIZE), "hr_latent": _empty_latent(HR_SIZE)}
-    nodes = graphs.ltx2_nodes(None, frames=FRAMES, size=LR_SIZE, audio=FAMILIES[family]["audio"])
+    nodes = graphs.ltx2_nodes(None, frames=FRAMES, size=LR_SIZE, audio=FAMILIES[family]["audio"],
+                              config=graphs.ltx2_config(family))
     nodes = {k: v for k, v in nodes.items() if k != "unet"}
     if not FAMILIES[family]["audio"]:
         return {**nodes, "lr_latent": nodes.pop("latent"), "hr_latent": _empty_latent(HR_SIZE)}

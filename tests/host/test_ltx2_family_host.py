@@ -35,25 +35,31 @@ def sample(comfy, captured, prompt):
     return captured.pop("latent")["samples"]
 
 
-def test_test_conditioning_is_the_hosts_text_encoder_form(comfy, tiny_models, captured, contexts, clean_load):
-    """0.29: caption-width Gemma states marked unprocessed, run through the DiT's connectors (7 tokens padded with
+DITS = {"ltx2": "ltx2_dit", "ltx23": "ltx23_dit"}  # 19B layout; LTX-2.3 (skipped on core 0.8.0)
+
+
+@pytest.mark.parametrize("family", DITS)
+def test_test_conditioning_is_the_hosts_text_encoder_form(comfy, tiny_models, captured, contexts, clean_load, family):
+    """0.29: projected Gemma states marked unprocessed, run through the DiT's connectors (7 tokens padded with
     learnable registers to 1024); 0.8.0: the connector output itself. Either way the blocks get width 24."""
-    sample(comfy, captured, graphs.ltx2_nodes(tiny_models["ltx2_dit"]))
-    processed = ltx2.processed_context_width(ltx2.TRANSFORMER_19B)
+    config = graphs.ltx2_config(family)
+    sample(comfy, captured, graphs.ltx2_nodes(tiny_models[DITS[family]], config=config))
+    processed = ltx2.processed_context_width(config)
     tokens = 1024 if core_runs_ltx2_connectors() else 7
     assert contexts and all(c.shape == (1, tokens, processed) for c in contexts), [c.shape for c in contexts]
 
 
-@pytest.mark.parametrize("audio", [False, True])
-def test_neutral_conditioning_reaches_the_blocks_unchanged(comfy, tiny_models, captured, contexts, audio):
+@pytest.mark.parametrize("family,audio", [("ltx2", False), ("ltx2", True), ("ltx23", True)])
+def test_neutral_conditioning_reaches_the_blocks_unchanged(comfy, tiny_models, captured, contexts, family, audio):
     from comfy.sd import load_diffusion_model
     from folder_paths import get_full_path_or_raise
 
     families = importlib.import_module(f"{comfy.pack_module.__name__}.patches.families")
-    model = load_diffusion_model(get_full_path_or_raise("diffusion_models", tiny_models["ltx2_dit"]))
+    config = graphs.ltx2_config(family)
+    model = load_diffusion_model(get_full_path_or_raise("diffusion_models", tiny_models[DITS[family]]))
     (cond, extra), = families.family_of(model).neutral_conditioning(model)
     assert cond.shape == (1, 1, 24) and not cond.any() and extra == {}
-    prompt = graphs.ltx2_nodes(tiny_models["ltx2_dit"], audio=audio)
+    prompt = graphs.ltx2_nodes(tiny_models[DITS[family]], audio=audio, config=config)
     prompt["pos"] = prompt["neg"] = {"class_type": "TurboTestNeutralConditioning", "inputs": {"model": ["unet", 0]}}
     latent = sample(comfy, captured, prompt)
     assert getattr(latent, "is_nested", False) == audio

@@ -52,8 +52,9 @@ def ltx_prompt(tiny_models, tiling=None, family="ltxv", audio=False):
         prompt = {"unet": {"class_type": "UNETLoader",
                            "inputs": {"unet_name": tiny_models["ltxv_dit"], "weight_dtype": "default"}},
                   "pos": graphs.conditioning_node(0, True), "latent": LTX_LATENT}
-    else:
-        prompt = graphs.ltx2_nodes(tiny_models["ltx2_dit"], frames=33, size=256, audio=audio)
+    else:  # 'ltx2' (19B layout) or 'ltx23' (LTX-2.3 switches; skipped on core 0.8.0)
+        dit = tiny_models["ltx23_dit" if family == "ltx23" else "ltx2_dit"]
+        prompt = graphs.ltx2_nodes(dit, frames=33, size=256, audio=audio, config=graphs.ltx2_config(family))
     prompt.update({"sigmas": {"class_type": "LTXVScheduler", "inputs": {
                        "steps": 3, "max_shift": 2.05, "base_shift": 0.95, "stretch": True, "terminal": 0.1,
                        "latent": ["latent", 0]}},
@@ -104,9 +105,9 @@ def test_wan_tile_batch_does_not_change_the_result(comfy, tiny_models, captured)
     torch.testing.assert_close(three, one, atol=1e-5, rtol=1e-5)
 
 
-@pytest.mark.parametrize("family", ["ltxv", "ltx2"])
+@pytest.mark.parametrize("family", ["ltxv", "ltx2", "ltx23"])
 def test_ltx_tiles_and_segments_stay_close(comfy, tiny_models, captured, clean_load, family):
-    """LTX-Video, and LTX-2 video-only (a plain latent: empty audio)."""
+    """LTX-Video, and LTX-2 / LTX-2.3 video-only (a plain latent: empty audio)."""
     plain = run_latent(comfy, captured, ltx_prompt(tiny_models, family=family))
     one = run_latent(comfy, captured, ltx_prompt(tiny_models, dict(tile=8), family=family))
     torch.testing.assert_close(one, plain, rtol=0, atol=1e-5)
@@ -131,16 +132,17 @@ def test_ltx2_windows_see_only_their_video_tokens(comfy, tiny_models, captured, 
     assert all(shapes == [(1, 128, 5, 6, 6)] for shapes in seen), seen
 
 
-def test_ltx2_with_audio_one_window_is_untiled_and_more_are_refused(comfy, tiny_models, captured):
+@pytest.mark.parametrize("family", ["ltx2", "ltx23"])
+def test_ltx2_with_audio_one_window_is_untiled_and_more_are_refused(comfy, tiny_models, captured, family):
     """An audio-video latent: one window runs the model untiled (audio and audio-video cross-attention exact);
     more windows cannot keep the audio exact, and the error says how to run video-only."""
-    plain_video, plain_audio = run_latent(comfy, captured, ltx_prompt(tiny_models, family="ltx2", audio=True), 2)
-    video, audio = run_latent(comfy, captured, ltx_prompt(tiny_models, dict(tile=8), family="ltx2", audio=True), 2)
+    plain_video, plain_audio = run_latent(comfy, captured, ltx_prompt(tiny_models, family=family, audio=True), 2)
+    video, audio = run_latent(comfy, captured, ltx_prompt(tiny_models, dict(tile=8), family=family, audio=True), 2)
     torch.testing.assert_close(video, plain_video, rtol=0, atol=1e-5)
     torch.testing.assert_close(audio, plain_audio, rtol=0, atol=1e-5)
-    video_only = run_latent(comfy, captured, ltx_prompt(tiny_models, family="ltx2"))
+    video_only = run_latent(comfy, captured, ltx_prompt(tiny_models, family=family))
     assert relative_error(video_only, plain_video) > 1e-3, "audio must reach the video through a2v cross-attention"
-    result = comfy.run(ltx_prompt(tiny_models, dict(tile=6, overlap=4), family="ltx2", audio=True))
+    result = comfy.run(ltx_prompt(tiny_models, dict(tile=6, overlap=4), family=family, audio=True))
     assert not result.ok
     message = result.describe()
     assert "latent: TurboTiledModel tiles the video stream only" in message
