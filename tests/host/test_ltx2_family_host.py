@@ -64,3 +64,14 @@ def test_neutral_conditioning_reaches_the_blocks_unchanged(comfy, tiny_models, c
     latent = sample(comfy, captured, prompt)
     assert getattr(latent, "is_nested", False) == audio
     assert contexts and all(c.shape == (1, 1, 24) and not c.any() for c in contexts)
+
+
+def test_clean_load_allows_only_the_connector_keys_on_core_0_8():
+    """The clean_load allowance (conftest.py): 'unet unexpected' with connector keys only, nothing else."""
+    from host.conftest import _ltx2_connectors_in_the_text_encoder as allowed
+
+    connectors = ["video_embeddings_connector.learnable_registers",
+                  "audio_embeddings_connector.transformer_1d_blocks.0.attn1.to_q.weight"]
+    assert allowed(f"unet unexpected: {connectors}")
+    assert not allowed(f"unet unexpected: {connectors + ['transformer_blocks.0.attn1.to_q.weight']}")
+    assert not allowed(f"unet missing: {connectors}") and not allowed("unet unexpected: []")
