@@ -36,9 +36,9 @@ class TurboTestConditioning:
 def core_runs_ltx2_connectors() -> bool:
     """Core 0.29 runs LTX-2's text connectors inside the DiT (LTXAVModel.preprocess_text_embeds) for
     conditioning marked `unprocessed_ltxav_embeds`; core 0.8.0 runs them in the text encoder."""
-    import comfy.ldm.lightricks.av_model as av_model
+    from turbovideo.patches.core_compat import ltxav_dit_has_text_connectors  # the pack under its test alias
 
-    return hasattr(av_model.LTXAVModel, "preprocess_text_embeds")
+    return ltxav_dit_has_text_connectors()
 
 
 class TurboTestLTX2Conditioning:
