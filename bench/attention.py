@@ -24,7 +24,6 @@ import json
 import math
 import os
 import pathlib
-import statistics
 import sys
 import time
 

@@ -28,6 +28,11 @@ APPLY_MODEL_OPTIONS_INDEX = 5
 LTX_FORWARD_OPTIONS_INDEX = 5
 
 
+# the cond core's sampler adds for a nested (multi-stream) latent, e.g. LTX-2 audio-video: x reaches
+# apply_model packed as [B, 1, N] (comfy.utils.pack_latents) and `latent_shapes` lists each stream's shape
+LATENT_SHAPES_COND = "latent_shapes"
+
+
 def positional_options(args: tuple, kwargs: dict, index: int) -> dict:
     """transformer_options of a wrapped call, wherever the caller put it."""
     if len(args) > index:

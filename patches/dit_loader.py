@@ -1,11 +1,12 @@
-"""TurboDiTLoader's work: an LTX-Video DiT file (optionally a bundle with adapters) -> ComfyUI's LTXV MODEL.
+"""TurboDiTLoader's work: an LTX-Video or LTX-2 DiT file (optionally a bundle with adapters) -> core's MODEL.
 
 The adapter tensors are split off (models/dit_bundle.py), the DiT goes through
-comfy.sd.load_diffusion_model_state_dict (core's own LTXV model: LoRA keys, offloading, previews as for
-UNETLoader), INT8 through patches/int8 (a file already in an INT8 format loads its int8 layers
-directly), the step-size embedder through patches/step_size.apply_step_embedder. The fusion adapter and
-the VSR conditioner have no effect by themselves: they ride on the MODEL as a ModelPatcher attachment
-(copied to every clone) for the nodes whose adapter input says "from model".
+comfy.sd.load_diffusion_model_state_dict with the file's metadata (core's own LTXV / LTXAV model: LoRA keys,
+offloading, previews as for UNETLoader; LTX-2's config switches come from the 'config' metadata), INT8 through
+patches/int8 (a file already in the INT8 format loads its int8 layers directly), the step-size embedder
+through patches/step_size.apply_step_embedder. The fusion adapter and the VSR conditioner have no effect by
+themselves: they ride on the MODEL as a ModelPatcher attachment (copied to every clone) for the nodes whose
+adapter input says "from model".
 """
 from __future__ import annotations
 
@@ -114,7 +115,8 @@ def _check_fits(loaded: dict, model, name: str) -> None:
 
 def load_dit(path, name: str, weight_dtype: str = "default", int8: str = "off",
              sources: dict[str, AdapterSource] | None = None):
-    """MODEL (+ attached adapters) from an LTX-Video DiT file; returns (model, {kind: label} of what is used)."""
+    """MODEL (+ attached adapters) from a DiT file of a family with the DIT_LOADER capability (LTX-Video, LTX-2);
+    returns (model, {kind: label} of what is used). Adapter widths are checked against the (video) width."""
     if weight_dtype not in WEIGHT_DTYPES or int8 not in INT8_CHOICES:
         raise ValueError(f"weight_dtype must be one of {list(WEIGHT_DTYPES)} and int8 one of {INT8_CHOICES}")
     sources = {kind: (sources or {}).get(kind, AdapterSource(EMBEDDED)) for kind in INPUT_NAMES}

@@ -10,9 +10,9 @@ import logging
 import comfy.sd
 
 from ..models import turbowan
+from .attention import apply_attention_backend
 from .int8 import files as int8_files
 from .int8 import quantize as int8_quantize
-from .attention import apply_attention_backend
 
 TURBODIFFUSION_LINEAR_KEYS = "all"
 

@@ -21,20 +21,15 @@ from .selection import LAYER_CHOICES, wanted
 BACKENDS = native.BACKENDS
 
 
-def model_blocks(model) -> tuple[str, str]:
-    """(blocks attribute, family name) of a MODEL whose family has an INT8 layer map, else a ValueError."""
-    family = families.require(model, families.INT8)
-    return family.blocks, family.name
-
-
 def select_linears(model, layers: str = "all") -> list[str]:
     """Object-patch paths (diffusion_model.<blocks>.N....) of the Linears to quantize."""
     if layers not in LAYER_CHOICES:
         raise ValueError(f"layers must be one of {LAYER_CHOICES}; got {layers!r}")
-    blocks, _ = model_blocks(model)
-    root = model.get_model_object(f"diffusion_model.{blocks}")
-    return [f"diffusion_model.{blocks}.{name}" for name, module in root.named_modules()
-            if (isinstance(module, torch.nn.Linear) or is_quantized(module)) and wanted(name, layers)]
+    family = families.require(model, families.INT8)
+    root = model.get_model_object(f"diffusion_model.{family.blocks}")
+    return [f"diffusion_model.{family.blocks}.{name}" for name, module in root.named_modules()
+            if (isinstance(module, torch.nn.Linear) or is_quantized(module))
+            and wanted(name.partition(".")[2], layers, family.attention_modules, family.feed_forward_modules)]
 
 
 def is_quantized(module) -> bool:

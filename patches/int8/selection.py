@@ -7,15 +7,18 @@ import re
 LAYER_CHOICES = ("all", "attention", "feed_forward")
 
 
-def wanted(path: str, layers: str) -> bool:
-    """Whether a Linear at `path` inside a block belongs to the `layers` choice."""
+def wanted(path: str, layers: str, attention_modules: tuple[str, ...] | None = None,
+           feed_forward_modules: tuple[str, ...] | None = None) -> bool:
+    """Whether a Linear at `path` inside a block ('<submodule>....') belongs to the `layers` choice. A family's
+    role names (patches/families) decide when given; the offline tool, which knows no family, goes by name."""
     if layers not in LAYER_CHOICES:
         raise ValueError(f"layers must be one of {LAYER_CHOICES}; got {layers!r}")
-    parts = path.split(".")
+    submodule = path.split(".")[0]
     if layers == "attention":
-        return any("attn" in p for p in parts)
+        return submodule in attention_modules if attention_modules is not None else "attn" in submodule
     if layers == "feed_forward":
-        return any(p in ("ff", "ffn") for p in parts)
+        return (submodule in feed_forward_modules if feed_forward_modules is not None
+                else submodule in ("ff", "ffn", "audio_ff"))
     return True
 
 

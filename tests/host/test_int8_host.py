@@ -29,6 +29,12 @@ FAMILIES = {
     "wan": {"dit": "wan_dit", "mask": False, "lora_layers": ["blocks.0.self_attn.q", "blocks.0.ffn.0"],
             "latent": {"class_type": "EmptyHunyuanLatentVideo",
                        "inputs": {"width": 32, "height": 32, "length": 5, "batch_size": 1}}},
+    # LTX-2 video-only and with an audio latent; its LoRA touches the video and the audio stream
+    "ltx2": {"dit": "ltx2_dit", "audio": False, "lora_layers": ["transformer_blocks.0.attn1.to_q",
+                                                                "transformer_blocks.0.ff.net.2"]},
+    "ltx2_av": {"dit": "ltx2_dit", "audio": True, "lora_layers": ["transformer_blocks.0.audio_attn1.to_q",
+                                                                  "transformer_blocks.0.audio_ff.net.2",
+                                                                  "transformer_blocks.1.ff.net.2"]},
 }
 
 
@@ -46,11 +52,15 @@ def _native(comfy) -> bool:
 
 def _prompt(tiny_models, family, quantize=None, lora=None, loader=None):
     spec = FAMILIES[family]
-    prompt = {"unet": loader or {"class_type": "UNETLoader",
-                                 "inputs": {"unet_name": tiny_models[spec["dit"]], "weight_dtype": "default"}},
-              "latent": spec["latent"]}
-    for node in ("pos", "neg"):
-        prompt[node] = graphs.conditioning_node(int(node == "neg"), spec["mask"])
+    if family.startswith("ltx2"):
+        prompt = graphs.ltx2_nodes(tiny_models[spec["dit"]], audio=spec["audio"])
+    else:
+        prompt = {"unet": {"class_type": "UNETLoader",
+                           "inputs": {"unet_name": tiny_models[spec["dit"]], "weight_dtype": "default"}},
+                  "latent": spec["latent"]}
+        for node in ("pos", "neg"):
+            prompt[node] = graphs.conditioning_node(int(node == "neg"), spec["mask"])
+    prompt["unet"] = loader or prompt["unet"]
     model = ["unet", 0]
     if quantize:
         prompt["quant"] = {"class_type": "TurboQuantizeINT8", "inputs": {"model": model, **quantize}}
@@ -66,9 +76,13 @@ def _prompt(tiny_models, family, quantize=None, lora=None, loader=None):
 
 
 def _sample(comfy, captured, prompt):
+    """The sampled latent; an audio-video one as video and audio flattened into one vector."""
     result = comfy.run(prompt)
     assert result.ok, result.describe()
-    return captured["latent"]["samples"].clone()
+    latent = captured["latent"]["samples"]
+    if getattr(latent, "is_nested", False):
+        return torch.cat([part.flatten() for part in latent.unbind()])
+    return latent.clone()
 
 
 ALL = {"layers": "all", "granularity": "per_channel", "backend": "auto"}
@@ -163,6 +177,20 @@ def test_core_backend_needs_native_per_channel(comfy, tiny_models, captured):
     granularity = "per_channel" if not _native(comfy) else "block128"
     result = comfy.run(_prompt(tiny_models, "wan", {**ALL, "granularity": granularity, "backend": "core"}))
     assert not result.ok and "backend: 'core' runs ComfyUI's own INT8 GEMM" in result.describe()
+
+
+def test_layer_choices_follow_the_family_roles(comfy, tiny_models):
+    """LTX-2: 'attention' is the six attentions of a block (video/audio self, text cross, audio<->video),
+    'feed_forward' is ff and audio_ff; together they are every Linear of the blocks."""
+    module = _pack(comfy, "patches.int8_linear")
+    model = _load_float(tiny_models, "ltx2_dit")
+    everything = module.select_linears(model, "all")
+    attention, feed_forward = (module.select_linears(model, layers) for layers in ("attention", "feed_forward"))
+    roles = {path.split(".")[3] for path in attention}
+    assert roles == {"attn1", "audio_attn1", "attn2", "audio_attn2", "audio_to_video_attn", "video_to_audio_attn"}
+    assert {path.split(".")[3] for path in feed_forward} == {"ff", "audio_ff"}
+    assert sorted(attention + feed_forward) == sorted(everything) and not set(attention) & set(feed_forward)
+    assert len(everything) == 2 * (6 * 4 + 2 * 2)  # 2 blocks: 6 attentions x q, k, v, out; 2 FFNs x 2
 
 
 def _load_float(tiny_models, name):

@@ -211,8 +211,8 @@ def test_lrhr_dit_loader_int8_option_and_int8_file(comfy, files, captured):
 
 
 @pytest.mark.parametrize("case,message", [
-    ("wan", "unet_name: 'tiny_wan21_t2v.safetensors' holds a Wan DiT (WAN21_T2V), not an LTX-Video DiT; "
-            "TurboDiTLoader loads LTX-Video DiTs with TurboVideo adapters. Load this file with UNETLoader"),
+    ("wan", "unet_name: 'tiny_wan21_t2v.safetensors' holds a Wan DiT (WAN21_T2V), not an LTX-Video or LTX-2 DiT; "
+            "TurboDiTLoader loads LTX-Video or LTX-2 DiTs with TurboVideo adapters. Load this file with UNETLoader"),
     ("wide_fusion", "fusion_adapter: ditloader_bundle_wide_fusion.safetensors (embedded fusion adapter) is a fusion "
                     "adapter for width 128, but the DiT in 'ditloader_bundle_wide_fusion.safetensors' has width 64; "
                     "pick the fusion adapter made for this DiT or set fusion_adapter to 'none'"),

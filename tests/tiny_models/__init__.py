@@ -17,6 +17,12 @@ def write_all(models_dir: pathlib.Path) -> dict:
         "ltxv_checkpoint": ltxv.write_checkpoint(models_dir / "checkpoints" / "tiny_ltxv.safetensors"),
         "ltx2_dit": ltx2.write_dit(models_dir / "diffusion_models" / "tiny_ltx2_19b_dit.safetensors"),
         "ltx2_checkpoint": ltx2.write_checkpoint(models_dir / "checkpoints" / "tiny_ltx2_19b.safetensors"),
+        "ltx23_dit": ltx2.write_dit(models_dir / "diffusion_models" / "tiny_ltx23_dit.safetensors",
+                                    ltx2.TRANSFORMER_23, seed=15),
+        "ltx2_dit_d64": ltx2.write_dit(models_dir / "diffusion_models" / "tiny_ltx2_19b_dit_d64.safetensors",
+                                       ltx2.TRANSFORMER_19B_D64, seed=14),
+        "ltx2_upsampler": ltx2.write_upsampler(models_dir / "latent_upscale_models" /
+                                               "tiny_ltx2_spatial_upscaler_x2.safetensors"),
         "wan_dit": wan.write_dit(models_dir / "diffusion_models" / "tiny_wan21_t2v.safetensors"),
         "wan_vae": wan.write_vae(models_dir / "vae" / "tiny_wan21_vae.safetensors"),
     }
