@@ -27,8 +27,9 @@ def require_host_support(family):
     from tiny_models import ltx2_vae
 
     if family in HOST_29_ONLY and not core_builds(getattr(ltx2_vae, HOST_29_ONLY[family])):
-        pytest.skip(f"{family}: this ComfyUI's VideoVAE has no encoder_/decoder_base_channels or decoder channel "
-                    "multipliers (and its VAELoader reads no metadata); LTX-2.3 VAEs load on ComfyUI 0.29.0")
+        pytest.skip(f"{family}: this ComfyUI's VideoVAE reads no encoder_/decoder_base_channels and no channel "
+                    "multipliers on compress_space / compress_time (and its VAELoader reads no metadata): the LTX-2.3 "
+                    "VAE and base-width LTX-2 VAEs load on ComfyUI 0.29.0, not 0.8.0")
 
 
 @pytest.fixture
