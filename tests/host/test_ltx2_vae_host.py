@@ -102,3 +102,26 @@ def test_audio_video_latent_decodes_as_its_video(host, captured, tiny_models):
     assert out["av"].shape == (17, 64, 64, 3)
     assert_healthy(out["video"])
     assert torch.equal(out["av"], out["video"])
+
+
+def test_a_seeded_decode_repeats_and_leaves_the_global_rng_alone(host, captured, tiny_models):
+    """ChunkOptions.seed (TurboVSRUpscale passes its seed): each decode call runs with torch's RNG forked and
+    seeded, so core's LTX-2 decode noise repeats; the caller's RNG state is untouched."""
+    import dataclasses
+    import sys
+
+    chunked_vae = sys.modules[host.pack_module.__name__ + ".patches.chunked_vae"]
+    prompt, vae = vae_nodes(tiny_models, "ltx2")
+    prompt.update(graphs.capture(vae, "vae"))
+    loaded = run_ok(host, captured, prompt)["vae"]
+    latent = random_latent("ltx2", 33, 64, seed=5)
+    options = chunked_vae.ChunkOptions(budget_bytes=1e15, frames=3, overlap_frames=1, seed=7)  # 5 latents: 2 chunks
+    plan = chunked_vae.plan_decode(loaded, latent.shape, options)
+    state = torch.get_rng_state()
+    with torch.inference_mode():
+        first, again = (chunked_vae.decode(loaded, latent, plan) for _ in range(2))
+        other = chunked_vae.decode(loaded, latent, dataclasses.replace(plan, seed=8))
+        assert torch.equal(torch.get_rng_state(), state)
+        unseeded = chunked_vae.decode(loaded, latent, dataclasses.replace(plan, seed=None))
+    assert len(plan.chunks) == 2 and torch.equal(first, again)
+    assert (other - first).abs().mean() > 1e-3 and (unseeded - first).abs().mean() > 1e-3
