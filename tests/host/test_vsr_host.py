@@ -99,7 +99,7 @@ def reference_frames(video, scale=2):
 
 @pytest.mark.parametrize("family", FAMILIES)
 def test_adain_moves_mean_and_std_to_the_reference(host, captured, tiny_models, family):
-    video = lr_video(9, 64, 64, seed=4)
+    video = 0.25 + 0.5 * lr_video(9, 64, 64, seed=4)  # mid-range, so few corrected pixels reach the clamp
     ref = reference_frames(video)
 
     def stats_error(out):
@@ -109,8 +109,8 @@ def test_adain_moves_mean_and_std_to_the_reference(host, captured, tiny_models, 
 
     plain = upscale(host, captured, tiny_models, video, family, color_correction="none", strength=0.9)
     fixed = upscale(host, captured, tiny_models, video, family, color_correction="adain", strength=0.9)
-    assert stats_error(plain) > 0.05
-    assert stats_error(fixed) < 0.01  # exact before the clamp to [0, 1]
+    assert stats_error(plain) > 0.05, stats_error(plain)
+    assert stats_error(fixed) < 0.01, stats_error(fixed)  # exact before the clamp to [0, 1]
 
 
 def write_conditioner(name, scale, seed, width=WIDTH["ltxv"]):
