@@ -153,7 +153,8 @@ def test_auto_tile_follows_the_budget(comfy, tiny_models, loaded, family, captur
         assert {max(s[3:]) for s in shapes} == window_sides, (mb, expected, shapes)
         sides.append(expected)
         assert captured["out"].shape == (9, 256, 256, 3)
-    assert sides[0] == 8 and sides[0] > sides[1] > sides[2], sides
+    # whole frame at 64 MiB, smaller tiles below (how many budgets bite depends on the model's own estimate)
+    assert sides[0] == 8 and sides[-1] < 8 and sides == sorted(sides, reverse=True), sides
 
 
 def test_tiled_model_auto_tile_follows_the_budget(comfy, tiny_models, monkeypatch):
