@@ -44,8 +44,9 @@ def _direct_call_conds(x) -> dict:
 
 
 def context_width(diffusion_model) -> int:
-    """Width of the processed caption context: [video | audio] connector outputs, as the blocks split it."""
-    if getattr(diffusion_model, "caption_proj_before_connector", False):  # 2.3: connectors emit block widths
+    """Width of the processed caption context the blocks take: [video | audio] connector outputs (19B: 2 x
+    caption_channels; 2.3, whose connectors emit the block widths: cross_attention_dim + audio's)."""
+    if getattr(diffusion_model, "caption_proj_before_connector", False):
         return int(diffusion_model.cross_attention_dim + diffusion_model.audio_cross_attention_dim)
     return 2 * int(diffusion_model.caption_channels)
 

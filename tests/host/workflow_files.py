@@ -20,7 +20,7 @@ from __future__ import annotations
 import pathlib
 
 import torch
-from tiny_models import ltxv, turbowan, wan
+from tiny_models import ltx2, ltxv, turbowan, wan
 from tiny_models.random_weights import randomised
 from turbovideo.models.dit_bundle import save_dit_bundle
 from turbovideo.models.fusion_blocks import FusionAdapter, save_fusion_adapter
@@ -81,6 +81,8 @@ MODEL_FILES = {
     "ltxv_2b_vsr_conditioner.safetensors": ("turbovideo", _vsr_conditioner),
     "turbo2k_student_ltxv_2b_bundle.safetensors": ("diffusion_models", _student_bundle),
     "wan_2.1_vae.safetensors": ("vae", lambda path, seed: wan.write_vae(path, seed=seed)),
+    # the LTX-2 DiT (19B layout) with the LTX-2 video VAE (tiny_models/ltx2_vae.py); no audio VAE yet
+    "ltx-2-19b-dev.safetensors": ("checkpoints", lambda path, seed: ltx2.write_checkpoint(path, seed=seed)),
     "TurboWan2.1-T2V-1.3B-480P.pth": ("diffusion_models", _turbowan("t2v", quantized=False)),
     "TurboWan2.2-I2V-A14B-high-720P-quant.pth": ("diffusion_models", _turbowan("i2v", quantized=True)),
     "TurboWan2.2-I2V-A14B-low-720P-quant.pth": ("diffusion_models", _turbowan("i2v", quantized=True)),

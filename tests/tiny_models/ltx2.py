@@ -1,4 +1,4 @@
-"""Tiny LTX-2 (19B layout) checkpoints: the audio-video DiT for UNETLoader, and DiT + video VAE in one file.
+"""Tiny LTX-2 (19B layout) checkpoints: the audio-video DiT for UNETLoader, and DiT + LTX-2 video VAE in one file.
 
 Key layout and names as in the released ltx-2-19b files (bare keys after `model.diffusion_model.`), with the
 19B config switches in the safetensors metadata `config` that core reads (split RoPE, float64 frequencies,
@@ -10,7 +10,7 @@ import json
 
 import torch
 
-from . import ltxv
+from . import ltx2_vae
 from .random_weights import random_state_dict, save
 
 LATENT_CHANNELS = 128
@@ -187,13 +187,13 @@ def write_dit(path, config: dict = TRANSFORMER_19B, seed=11, dtype=torch.float32
 
 
 def write_checkpoint(path, config: dict = TRANSFORMER_19B, seed=12):
-    """DiT under model.diffusion_model. and the tiny LTX video VAE under vae., as ltx-2-19b-dev.safetensors."""
+    """DiT under model.diffusion_model. and the LTX-2 video VAE under vae., as ltx-2-19b-dev.safetensors holds
+    them (ltx2_vae.LTX2_VAE_CONFIG: loads on both hosts, through CheckpointLoaderSimple, which reads the metadata)."""
     dit = random_state_dict(dit_layout(config), seed)
-    vae = random_state_dict(ltxv.vae_layout(), seed + 1)
-    vae.update(ltxv.vae_statistics(seed + 2))
+    vae = ltx2_vae.vae_state_dict(ltx2_vae.LTX2_VAE_CONFIG, seed + 1)
     state_dict = {f"model.diffusion_model.{k}": v for k, v in dit.items()}
     state_dict.update({f"vae.{k}": v for k, v in vae.items()})
-    return save(state_dict, path, {"transformer": config, "vae": ltxv.TINY_VAE_CONFIG})
+    return save(state_dict, path, {"transformer": config, "vae": ltx2_vae.LTX2_VAE_CONFIG})
 
 
 def _conv3d(key, out_channels, in_channels, kernel=(3, 3, 3)):
