@@ -184,8 +184,8 @@ def core_speed_table(args):
     print(f"\nspeed against core's exact SDPA on {_device_name(device)} (ratio = SDPA time / auto time)")
     for name, backend, heads, tokens, d, topk, dtype in core_plan(args.quick):
         q, k, v = video_qkv(tokens, d, heads, device, dtype)
-        core = lambda: torch.nn.functional.scaled_dot_product_attention(q, k, v)  # noqa: E731
-        auto = lambda: attention.attention(q, k, v, backend, topk=topk)  # noqa: E731
+        core = lambda q=q, k=k, v=v: torch.nn.functional.scaled_dot_product_attention(q, k, v)  # noqa: E731
+        auto = lambda q=q, k=k, v=v, backend=backend, topk=topk: attention.attention(q, k, v, backend, topk=topk)  # noqa: E731
         median, low, high = core_ratio(core, auto, args.repeats, cuda)
         print(f"{name:36} x{median:5.2f}  (min {low:.2f}, max {high:.2f})")
         for key, value in (("cases", name), ("speedup_vs_core", round(median, 3)),

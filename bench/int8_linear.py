@@ -85,7 +85,8 @@ def _runners(case, int8, rows=None):
     """{column: zero-argument callable} on the case's first `rows` rows (all when None)."""
     x = case["x"] if rows is None else case["x"][:rows]
     runners = {"baseline": lambda: F.linear(x, case["weight"], case["bias"]),
-               "pack": lambda: int8.linear(x, case["qw"], case["sw"], case["bias"], case["backend"], case["cpu_weight"])}
+               "pack": lambda: int8.linear(x, case["qw"], case["sw"], case["bias"], case["backend"],
+                                           case["cpu_weight"])}
     kitchen = _kitchen()
     if kitchen is not None:
         runners["kitchen"] = lambda: kitchen.int8_linear(x, case["qw"], case["sw"], case["bias"], out_dtype=x.dtype)

@@ -1,8 +1,8 @@
 """Norm dispatcher: torch's own norms, or the fused Triton kernels where they measure faster.
 
 backend="auto": on CUDA, when triton imports and the row fits one Triton block, the faster of the Triton
-kernel and torch's F.rms_norm / F.layer_norm, measured once per (device, op, dtype, width, affine, rows to a power of 2) on
-the real inputs (kernels/fastest.py); everywhere else torch's own norm, which is what ComfyUI core runs,
+kernel and torch's F.rms_norm / F.layer_norm, measured once per (device, op, dtype, width, affine, rows to a power
+of 2) on the real inputs (kernels/fastest.py); everywhere else torch's own norm, which is what ComfyUI core runs,
 so "auto" is never slower than core's path. "triton" and "torch" force one. The float64-checkable
 reference (norms_reference.py) is a test oracle, not a run-time path. Imports without triton; asking
 for backend="triton" there raises a RuntimeError.

@@ -139,7 +139,8 @@ def gemm_calls(comfy, monkeypatch):
     calls = {"pack": 0, "core": 0}
     kernels = _pack(comfy, "kernels.int8")
     pack = kernels.linear
-    monkeypatch.setattr(kernels, "linear", lambda *a, **k: calls.__setitem__("pack", calls["pack"] + 1) or pack(*a, **k))
+    monkeypatch.setattr(kernels, "linear",
+                        lambda *a, **k: calls.__setitem__("pack", calls["pack"] + 1) or pack(*a, **k))
     if _native(comfy):
         kitchen = torch.ops.comfy_kitchen
         core = kitchen.int8_linear

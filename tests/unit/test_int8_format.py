@@ -107,7 +107,8 @@ def test_reads_native_files_of_other_tools_and_version_1():
     q, rows = ref.quantize_rows(w)
     version1 = {"l.weight": q, "l.weight_scale": rows}
     assert int8_format.layer_kinds(version1) == {"l": "per_channel"}
-    assert json.loads(bytes(int8_format.native_state(version1)["l.comfy_quant"].tolist())) == {"format": "int8_tensorwise"}
+    native = int8_format.native_state(version1)
+    assert json.loads(bytes(native["l.comfy_quant"].tolist())) == {"format": "int8_tensorwise"}
     with pytest.raises(ValueError, match="128x128-block"):
         int8_format.native_state(_entries("b", (300, 200), "block128", gen))
 
@@ -137,7 +138,8 @@ def test_wrong_shapes_and_tags_are_named():
     with pytest.raises(ValueError, match="not a JSON"):
         int8_format.layer_kinds({**rows, "a.comfy_quant": torch.tensor([255, 0], dtype=torch.uint8)})
     with pytest.raises(ValueError, match="weight_scale is missing"):
-        int8_format.layer_kinds({"a.weight": rows["a.weight"], "a.comfy_quant": int8_format.comfy_quant("int8_tensorwise")})
+        tag = int8_format.comfy_quant("int8_tensorwise")
+        int8_format.layer_kinds({"a.weight": rows["a.weight"], "a.comfy_quant": tag})
 
 
 def test_float_dtype_counts_values():
