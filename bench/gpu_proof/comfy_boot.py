@@ -53,8 +53,9 @@ def boot(cpu: bool) -> SimpleNamespace:
     except ImportError as error:
         raise ComfyMissing(f"ComfyUI at {root} does not import ({type(error).__name__}: {error}); "
                            "on the GPU machine install the wheels --prepare wrote (see its command)") from error
-    patches = SimpleNamespace(**{name: pack_module(f"patches.{name}")
-                                 for name in ("attention", "int8_linear", "fused_norms", "tiled_model")})
+    modules = {"attention": "attention", "int8": "int8.quantize", "fused_norms": "fused_norms",
+               "tiled_model": "tiled_model"}
+    patches = SimpleNamespace(**{name: pack_module(f"patches.{path}") for name, path in modules.items()})
     return SimpleNamespace(root=root, comfy=comfy, patches=patches, version=_version(root))
 
 

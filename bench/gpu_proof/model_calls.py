@@ -22,7 +22,7 @@ COLUMNS = [("model", "model", ""), ("tokens", "tokens", ""), ("config", "configu
 
 
 def _configs(patches, spec: core_models.ModelSpec):
-    attention, int8, norms, tiled = patches.attention, patches.int8_linear, patches.fused_norms, patches.tiled_model
+    attention, int8, norms, tiled = patches.attention, patches.int8, patches.fused_norms, patches.tiled_model
     _, _, height, width = spec.latent
     one_tile = tiled.TilingSettings(tile=(height, width), overlap=min(4, min(height, width) - 1))
 

@@ -36,6 +36,11 @@ FAMILIES = {
                                                                   "transformer_blocks.0.audio_ff.net.2",
                                                                   "transformer_blocks.1.ff.net.2"]},
 }
+# block Linears of each tiny DiT (2 blocks), and how many of them one model call runs: LTX-Video and Wan 10 per
+# block; LTX-2 28 (video and audio: 4 attentions x q, k, v, out + ff; the two audio<->video attentions: 8), of
+# which a video-only call (empty audio) runs the video stream's 10
+BLOCK_LINEARS = {"ltxv": 20, "wan": 20, "ltx2": 56, "ltx2_av": 56}
+LINEARS_PER_CALL = {"ltxv": 20, "wan": 20, "ltx2": 20, "ltx2_av": 56}
 
 
 def _rel(a, b) -> float:
@@ -97,7 +102,7 @@ def test_quantized_model_samples_close_to_float(comfy, tiny_models, captured, cl
     layers = [m for m in captured["model"].model.diffusion_model.modules()
               if _pack(comfy, "patches.int8.quantize").is_quantized(m)]
     native = _pack(comfy, "patches.int8.native")
-    assert len(layers) == 20  # both tiny DiTs: 2 blocks x 10 Linears
+    assert len(layers) == BLOCK_LINEARS[family]
     expect_native = granularity == "per_channel" and _native(comfy)
     assert all(isinstance(m, native.PackGemm) == expect_native for m in layers)
 
@@ -166,7 +171,7 @@ def test_lora_changes_quantized_model_like_float_model(comfy, tiny_models, captu
     assert _rel(plain_lora, plain) > 10 * _rel(quant, plain)  # the LoRA matters far beyond quantization
     assert _rel(quant_effect, effect) <= 0.1
     assert _rel(quant_lora, plain_lora) <= 3e-2
-    steps_x_linears = 2 * 20  # every block Linear call of both steps ran an INT8 GEMM, LoRA and all
+    steps_x_linears = 2 * LINEARS_PER_CALL[family]  # every block Linear call of both steps ran an INT8 GEMM
     if backend == "auto":  # the shapes were measured in the run before: no trial calls here
         assert gemm_calls["pack"] + gemm_calls["core"] == steps_x_linears
     else:
@@ -183,7 +188,7 @@ def test_core_backend_needs_native_per_channel(comfy, tiny_models, captured):
 def test_layer_choices_follow_the_family_roles(comfy, tiny_models):
     """LTX-2: 'attention' is the six attentions of a block (video/audio self, text cross, audio<->video),
     'feed_forward' is ff and audio_ff; together they are every Linear of the blocks."""
-    module = _pack(comfy, "patches.int8_linear")
+    module = _pack(comfy, "patches.int8.quantize")
     model = _load_float(tiny_models, "ltx2_dit")
     everything = module.select_linears(model, "all")
     attention, feed_forward = (module.select_linears(model, layers) for layers in ("attention", "feed_forward"))

@@ -119,10 +119,9 @@ def test_ltx2_bundle_embedded_fusion_drives_the_lrhr_sampler(comfy, files, captu
 def test_ltx2_bundle_attaches_the_vsr_conditioner_and_int8_option(comfy, files, captured):
     plain = run(comfy, captured, sample_prompt(unet_loader(files["dit"]), audio=True))
     quantized = run(comfy, captured, sample_prompt(loader(files["bundle_random"], int8="per_channel"), audio=True))
-    model, int8_linear = captured["model"], pack(comfy, "patches.int8_linear")
+    model, int8_quantize = captured["model"], pack(comfy, "patches.int8.quantize")
     for path in ("transformer_blocks.1.audio_ff.net.2", "transformer_blocks.0.video_to_audio_attn.to_q"):
-        layer = model.get_model_object(f"diffusion_model.{path}")
-        assert isinstance(layer, int8_linear.Int8Linear) and layer.is_int8, path
+        assert int8_quantize.is_quantized(model.get_model_object(f"diffusion_model.{path}")), path
     assert 0 < float((quantized - plain).norm() / plain.norm()) < 3e-2
     conditioner, label = pack(comfy, "patches.dit_loader").model_adapter(model, "vsr_conditioner", "vsr_conditioner")
     assert conditioner.width == WIDTH and label.startswith(files["bundle_random"])

@@ -1,4 +1,4 @@
-"""Training on an LTX-2 base model (the tiny 19B-layout checkpoint: DiT width 16 + the tiny LTX video VAE): the
+"""Training on an LTX-2 base model (the tiny 19B-layout checkpoint: DiT width 16 + the tiny LTX-2 video VAE): the
 shortcut and VSR objectives' losses fall, and the files they save change their nodes' output on LTX-2.
 
 The base model is driven as core's samplers drive it: the processed caption context of the family's width
@@ -105,11 +105,12 @@ def test_ltx2_train_vsr_loss_falls_and_the_conditioner_changes_turbo_vsr_upscale
 
     before = score()
     loop = training("loop")
-    settings = loop.LoopSettings(steps=30, batch_size=2, lr=0.1, log_every=30, seed=1)
+    settings = loop.LoopSettings(steps=60, batch_size=2, lr=0.1, log_every=60, seed=1)
     losses = train(lambda: loop.train(vsr, data, out_dir / "train_vsr_ltx2.safetensors", settings,
                                       log=lambda message: None))
     assert all(math.isfinite(v) for v in losses)
-    assert score() < 0.9 * before
+    after = score()
+    assert after < 0.9 * before
     models = {**tiny_models, "ltxv_checkpoint": tiny_models["ltx2_checkpoint"]}  # upscale() loads this checkpoint
     video = lr_video(9, 32, 32, seed=7)
     plain = upscale(comfy, captured, models, video, factorized=True)

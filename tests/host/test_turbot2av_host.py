@@ -226,12 +226,15 @@ def test_the_video_vae_is_the_base_checkpoints_as_core_loads_it(comfy, tiny_mode
               "ours": {"class_type": "VAEDecode", "inputs": {"samples": ["latent", 0], "vae": ["model", 1]}},
               "core": {"class_type": "VAEDecode", "inputs": {"samples": ["latent", 0], "vae": ["ckpt", 2]}}}
     prompt.update(graphs.capture(["ours", 0], "ours"))
-    prompt.update(graphs.capture(["core", 0], "core"))
+    prompt.update(graphs.capture(["model", 1], "our_vae"))
+    prompt.update(graphs.capture(["ckpt", 2], "core_vae"))
     captured.clear()
     result = comfy.run(prompt)
     assert result.ok, result.describe()
     assert captured["ours"].shape == (9, 64, 64, 3) and captured["ours"].std() > 0
-    assert torch.equal(captured["ours"], captured["core"])
+    # the LTX-2 decoder mixes fresh noise into every decode (docs/vae.md): the same VAE is the same weights
+    ours, core = (captured[key].first_stage_model.state_dict() for key in ("our_vae", "core_vae"))
+    assert ours.keys() == core.keys() and all(torch.equal(ours[key], core[key]) for key in core)
 
 
 @pytest.mark.parametrize("channels", [1, 2])
