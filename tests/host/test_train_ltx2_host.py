@@ -3,6 +3,7 @@ shortcut and VSR objectives' losses fall, and the files they save change their n
 
 The base model is driven as core's samplers drive it: the processed caption context of the family's width
 (2 x caption_channels) and the `latent_shapes` cond (without it LTXAVModel would take batch item 0 for the video).
+On core 0.29 the backward pass runs through core_compat.differentiable_core (comfy-kitchen's RoPE has no autograd).
 """
 import math
 
@@ -15,18 +16,6 @@ from host.test_train_objectives_host import full_path, procedural_clip, train_an
 from host.test_vsr_host import lr_video, upscale
 
 pytestmark = pytest.mark.host
-
-
-def train(run):
-    """run() under the one known host gap: core 0.29 runs LTX-2's split RoPE through comfy-kitchen's
-    apply_rope_split_half, which has no autograd formula, so nothing can train through an LTX-2 block there
-    (issue 21 fixes the backward pass). That error, and only that one, marks the test xfail on such a host."""
-    try:
-        return run()
-    except RuntimeError as error:
-        if "comfy_kitchen" in str(error) and "no autograd formula" in str(error):
-            pytest.xfail(f"core's comfy-kitchen RoPE has no backward on this host (issue 21): {error}")
-        raise
 
 
 @pytest.fixture(scope="module")
@@ -78,7 +67,7 @@ def test_ltx2_train_shortcut_loss_falls_and_the_adapter_changes_turbo_shortcut_m
     objective = training("objectives.shortcut").ShortcutObjective(base, step_counts=[1, 2, 4], bootstrap_fraction=0.5,
                                                                   ema_decay=0.9)
     assert objective.embedder.width == 16
-    before, after = train(lambda: train_and_score(objective, latents, out_dir / "train_shortcut_ltx2.safetensors"))
+    before, after = train_and_score(objective, latents, out_dir / "train_shortcut_ltx2.safetensors")
     assert after < 0.9 * before, (before, after)
     for audio in (False, True):
         prompt = shortcut_prompt(tiny_models, "ltx2_av" if audio else "ltx2")
@@ -106,8 +95,7 @@ def test_ltx2_train_vsr_loss_falls_and_the_conditioner_changes_turbo_vsr_upscale
     before = score()
     loop = training("loop")
     settings = loop.LoopSettings(steps=60, batch_size=2, lr=0.1, log_every=60, seed=1)
-    losses = train(lambda: loop.train(vsr, data, out_dir / "train_vsr_ltx2.safetensors", settings,
-                                      log=lambda message: None))
+    losses = loop.train(vsr, data, out_dir / "train_vsr_ltx2.safetensors", settings, log=lambda message: None)
     assert all(math.isfinite(v) for v in losses)
     after = score()
     assert after < 0.9 * before
