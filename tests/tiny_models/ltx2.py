@@ -10,7 +10,7 @@ import json
 
 import torch
 
-from . import ltx2_vae
+from . import ltx2_audio, ltx2_vae
 from .random_weights import random_state_dict, save
 
 LATENT_CHANNELS = 128
@@ -186,14 +186,36 @@ def write_dit(path, config: dict = TRANSFORMER_19B, seed=11, dtype=torch.float32
     return save(state_dict, path, {"transformer": config})
 
 
+GEMMA_LAYERS = 49  # Gemma-3-12B: embeddings + 48 layers, all stacked into the text projection's input
+
+
+def text_projection_layout(config: dict = TRANSFORMER_19B) -> dict:
+    """`text_embedding_projection.*` (LTXAVTextEncoderLoader reads it from the checkpoint): the stacked hidden
+    states of every Gemma layer to the DiT's context width. 19B: `aggregate_embed`, no bias (single_linear);
+    2.3: video and audio `*_aggregate_embed` with bias (dual_linear). The Gemma width here is caption_channels
+    (the tiny stand-in's), which core's encoder (fixed at 3840 x 49) does not take: the tests swap the text
+    encoder (tests/host/workflow_files.py), this is the file's layout."""
+    gemma = config["caption_channels"] * GEMMA_LAYERS
+    if is_23(config):
+        return {**_linear("text_embedding_projection.video_aggregate_embed", config["cross_attention_dim"], gemma),
+                **_linear("text_embedding_projection.audio_aggregate_embed", config["audio_cross_attention_dim"],
+                          gemma)}
+    return _linear("text_embedding_projection.aggregate_embed", config["caption_channels"], gemma, bias=False)
+
+
 def write_checkpoint(path, config: dict = TRANSFORMER_19B, seed=12):
-    """DiT under model.diffusion_model. and the LTX-2 video VAE under vae., as ltx-2-19b-dev.safetensors holds
-    them (ltx2_vae.LTX2_VAE_CONFIG: loads on both hosts, through CheckpointLoaderSimple, which reads the metadata)."""
+    """The parts of ltx-2-19b-dev.safetensors, with its metadata config: the DiT under model.diffusion_model.,
+    the LTX-2 video VAE under vae. (ltx2_vae.LTX2_VAE_CONFIG: loads on both hosts, through CheckpointLoaderSimple,
+    which reads the metadata), the audio VAE and vocoder under audio_vae. / vocoder. (ltx2_audio; read by
+    LTXVAudioVAELoader) and the text projection (read by LTXAVTextEncoderLoader)."""
     dit = random_state_dict(dit_layout(config), seed)
     vae = ltx2_vae.vae_state_dict(ltx2_vae.LTX2_VAE_CONFIG, seed + 1)
     state_dict = {f"model.diffusion_model.{k}": v for k, v in dit.items()}
     state_dict.update({f"vae.{k}": v for k, v in vae.items()})
-    return save(state_dict, path, {"transformer": config, "vae": ltx2_vae.LTX2_VAE_CONFIG})
+    state_dict.update(ltx2_audio.audio_state_dict(seed + 2))
+    state_dict.update(random_state_dict(text_projection_layout(config), seed + 4))
+    return save(state_dict, path, {"transformer": config, "vae": ltx2_vae.LTX2_VAE_CONFIG,
+                                   **ltx2_audio.metadata_config()})
 
 
 def _conv3d(key, out_channels, in_channels, kernel=(3, 3, 3)):
