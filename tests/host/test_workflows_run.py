@@ -11,7 +11,8 @@ import pytest
 import torch
 from tiny_models import ltx2_audio
 
-from host.workflow_files import INPUT_FILES, MODEL_FILES, write_input_files, write_model_files
+from host.workflow_files import (INPUT_FILES, LTX2_CHECKPOINTS, MODEL_FILES, TURBOT2AV_BASE, write_input_files,
+                                 write_model_files)
 from host.workflow_prompt import e2e_prompt, named_files
 
 pytestmark = pytest.mark.host
@@ -86,6 +87,29 @@ def _assert_wrote_its_files(comfy, name, node_id, node, outputs, written):
     prefix = node["inputs"].get("filename_prefix")
     if not shown:
         assert prefix and any(file.startswith(prefix) for file in written), f"{where} wrote no file: {outputs}"
+
+
+def test_turbot2av_stand_in_is_a_student_of_the_base_stand_in(tmp_path):
+    """TurboT2AV.pth's stand-in is the base stand-in's DiT less the text connectors (same keys and shapes, under
+    `generator` / `model.`), and the base holds the config it is written with."""
+    import json
+
+    from safetensors import safe_open
+    from tiny_models import ltx2
+
+    (student_folder, write_student), (base_folder, write_base) = MODEL_FILES["TurboT2AV.pth"], MODEL_FILES[TURBOT2AV_BASE]
+    assert (student_folder, base_folder) == ("diffusion_models", "checkpoints")
+    write_student(tmp_path / "TurboT2AV.pth", 3)
+    write_base(tmp_path / TURBOT2AV_BASE, 4)
+    student = torch.load(tmp_path / "TurboT2AV.pth", weights_only=True)["generator"]
+    prefix = "model.diffusion_model."
+    with safe_open(str(tmp_path / TURBOT2AV_BASE), "pt") as base:
+        config = json.loads(base.metadata()["config"])["transformer"]
+        dit = {k[len(prefix):]: tuple(base.get_slice(k).get_shape()) for k in base.keys() if k.startswith(prefix)}
+    assert config == LTX2_CHECKPOINTS[TURBOT2AV_BASE]
+    expected = {k: s for k, s in dit.items() if not k.startswith(ltx2.CONNECTOR_PREFIXES)}
+    assert len(expected) < len(dit)
+    assert {k: tuple(v.shape) for k, v in student.items()} == {f"model.{k}": s for k, s in expected.items()}
 
 
 def _audio_steps(prompt, name):
