@@ -56,7 +56,8 @@ def test_tiny_audio_vae_holds_exactly_what_core_builds(comfy, captured, tiny_mod
 @pytest.mark.parametrize("steps", [1, 7, 18])
 def test_audio_decode_gives_the_expected_stereo_waveform(comfy, captured, tiny_models, steps):
     SOURCES["ltx2_audio_latent"] = torch.randn(1, 8, steps, 16, generator=torch.Generator().manual_seed(steps))
-    prompt = {"audio_vae": {"class_type": "LTXVAudioVAELoader", "inputs": {"ckpt_name": tiny_models["ltx2_checkpoint"]}},
+    loader = {"class_type": "LTXVAudioVAELoader", "inputs": {"ckpt_name": tiny_models["ltx2_checkpoint"]}}
+    prompt = {"audio_vae": loader,
               "latent": {"class_type": "TurboTestLatentSource", "inputs": {"key": "ltx2_audio_latent"}},
               "audio": {"class_type": "LTXVAudioVAEDecode",
                         "inputs": {"samples": ["latent", 0], "audio_vae": ["audio_vae", 0]}}}

@@ -11,8 +11,14 @@ import pytest
 import torch
 from tiny_models import ltx2_audio
 
-from host.workflow_files import (INPUT_FILES, LTX2_CHECKPOINTS, MODEL_FILES, TURBOT2AV_BASE, write_input_files,
-                                 write_model_files)
+from host.workflow_files import (
+    INPUT_FILES,
+    LTX2_CHECKPOINTS,
+    MODEL_FILES,
+    TURBOT2AV_BASE,
+    write_input_files,
+    write_model_files,
+)
 from host.workflow_prompt import e2e_prompt, named_files
 
 pytestmark = pytest.mark.host
@@ -97,7 +103,8 @@ def test_turbot2av_stand_in_is_a_student_of_the_base_stand_in(tmp_path):
     from safetensors import safe_open
     from tiny_models import ltx2
 
-    (student_folder, write_student), (base_folder, write_base) = MODEL_FILES["TurboT2AV.pth"], MODEL_FILES[TURBOT2AV_BASE]
+    student_folder, write_student = MODEL_FILES["TurboT2AV.pth"]
+    base_folder, write_base = MODEL_FILES[TURBOT2AV_BASE]
     assert (student_folder, base_folder) == ("diffusion_models", "checkpoints")
     write_student(tmp_path / "TurboT2AV.pth", 3)
     write_base(tmp_path / TURBOT2AV_BASE, 4)

@@ -16,8 +16,13 @@ from __future__ import annotations
 import re
 
 from host.graphs import ltx2_conditioning_node
-from host.workflow_files import (LTX2_CHECKPOINTS, LTXAV_TEXT_ENCODER_LOADERS, TEXT_ENCODE_NODES, TEXT_ENCODER_LOADERS,
-                                 TEXT_ENCODERS)
+from host.workflow_files import (
+    LTX2_CHECKPOINTS,
+    LTXAV_TEXT_ENCODER_LOADERS,
+    TEXT_ENCODE_NODES,
+    TEXT_ENCODER_LOADERS,
+    TEXT_ENCODERS,
+)
 
 SIZE_INPUTS = ("width", "height", "length")
 SIZE_DIVISOR = 5
@@ -43,7 +48,7 @@ def scale_sizes(prompt: dict, node_info: dict) -> dict:
     return prompt
 
 
-def _stand_in(node_id: str, node: dict, loader: dict) -> dict | None:
+def _stand_in(node_id: str, loader: dict) -> dict | None:
     """The test conditioning node for an encode node reading from `loader`, or None if none is known."""
     if loader["class_type"] in LTXAV_TEXT_ENCODER_LOADERS:
         config = LTX2_CHECKPOINTS.get(loader["inputs"].get(LTXAV_TEXT_ENCODER_LOADERS[loader["class_type"]]))
@@ -66,7 +71,7 @@ def swap_text_encoders(prompt: dict) -> dict:
         if clip_input is None:
             continue
         loader = prompt[node["inputs"][clip_input][0]]
-        stand_in = _stand_in(node_id, node, loader)
+        stand_in = _stand_in(node_id, loader)
         if stand_in is None:
             raise KeyError(f"node {node_id} ({node['class_type']}) reads a text encoder from a {_loader_named(loader)}"
                            f": add it to tests/host/workflow_files.py")

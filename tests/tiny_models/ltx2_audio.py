@@ -44,7 +44,8 @@ def _causal(key, out_channels, in_channels, kernel=(3, 3)):
 
 
 def _resnet(key, in_channels, out_channels):
-    layout = {**_causal(f"{key}.conv1", out_channels, in_channels), **_causal(f"{key}.conv2", out_channels, out_channels)}
+    layout = {**_causal(f"{key}.conv1", out_channels, in_channels),
+              **_causal(f"{key}.conv2", out_channels, out_channels)}
     if in_channels != out_channels:
         layout.update(_causal(f"{key}.nin_shortcut", out_channels, in_channels, (1, 1)))
     return layout  # pixel norms and no timestep embedding: nothing else
@@ -97,7 +98,7 @@ def vocoder_layout(config: dict = VOCODER_CONFIG) -> dict:
     """Bare keys of core's HiFi-GAN Vocoder (resblock "1"; under `vocoder.` in the checkpoint)."""
     width, kernels = config["upsample_initial_channel"], config["resblock_kernel_sizes"]
     layout = _conv("conv_pre", width, 2 * MEL_BINS if config["stereo"] else MEL_BINS, (7,))
-    for stage, (rate, kernel) in enumerate(zip(config["upsample_rates"], config["upsample_kernel_sizes"])):
+    for stage, kernel in enumerate(config["upsample_kernel_sizes"]):  # stride: config["upsample_rates"][stage]
         channels = width // 2 ** (stage + 1)  # ConvTranspose1d weight: [in, out, kernel]
         layout[f"ups.{stage}.weight"] = (width // 2 ** stage, channels, kernel)
         layout[f"ups.{stage}.bias"] = (channels,)
