@@ -267,13 +267,6 @@ def test_the_streamed_mp4_carries_the_soundtrack_cut_to_the_video(comfy, tmp_pat
 D64_FRAMES, D64_SIZE = 9, 256  # video 2 x 8 x 8 = 128 tokens: two 64-token key blocks, so top-k 0.3 is sparse
 
 
-def require(capability):
-    from turbovideo.patches import families
-
-    if capability not in families.ltx2.FAMILY.capabilities:
-        pytest.skip(f"LTX-2 has no {capability} support in this tree yet (the LTX-2 issue adds it)")
-
-
 def pack_module(comfy, name):
     import sys
 
@@ -310,7 +303,6 @@ SAGESLA = ("TurboAttention", {"backend": "sagesla", "topk": 0.3, "proj_l": "none
 def test_sagesla_runs_exactly_the_video_and_audio_self_attention(comfy, d64_files, captured, monkeypatch):
     """TurboT2AV's --attention_scope self: every block's attn1 and audio_attn1; the text cross-attention, the
     audio-video cross-attentions and the text connectors' attention stay exact."""
-    require("TurboAttention")
     kernels = pack_module(comfy, "kernels.attention")
     calls, original = [], kernels.attention
 
@@ -339,8 +331,6 @@ def test_turbot2avs_speed_chain_runs_int8_and_sagesla(comfy, d64_files, captured
     """The workflow's chain on the student: W8A8 per-channel on the block Linears, fused norms, SageSLA 0.3.
     On a core with native INT8 (0.27+) backend auto runs the faster of the pack's GEMM and comfy-kitchen's,
     measured once per Linear shape on trial rows: the count is taken on a run after that measurement."""
-    require("TurboAttention")
-    require("TurboQuantizeINT8")
     chain = [("TurboQuantizeINT8", {"layers": "all", "granularity": "per_channel", "backend": "auto"}),
              ("TurboFusedNorms", {}), SAGESLA]
     plain = run_av(comfy, captured, None, d64_graph(d64_files, []))
