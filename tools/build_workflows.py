@@ -215,6 +215,34 @@ def ltx2_vsr(info) -> Workflow:
     return w
 
 
+LTX2_UPSCALER = "ltx-2-spatial-upscaler-x2-1.0.safetensors"  # Lightricks' LTX-2 latent upsampler x2
+LTX2_HR_SIGMAS = "0.909375, 0.725, 0.421875, 0.0"  # LTX-2's own stage-2 (refinement) sigmas
+
+
+def ltx2_lr_to_hr(info) -> Workflow:
+    """Turbo2K's two stages on LTX-2 (video-only), training-free: the LR pass (LTX-2's scheduler, 20 steps, CFG
+    3), its final latent upsampled x2 by LTX-2's own latent upsampler, AdaIN and re-noise, a 3-step HR pass,
+    streamed into the MP4. With a fusion adapter trained for LTX-2 (training/) set `adapter` to it."""
+    w = Workflow(info)
+    ckpt = w.add("CheckpointLoaderSimple", ckpt_name=LTX2_CHECKPOINT)
+    clip = w.add("LTXAVTextEncoderLoader", text_encoder=GEMMA_ENCODER, ckpt_name=LTX2_CHECKPOINT)
+    positive = w.add("CLIPTextEncode", title="Prompt", text=PROMPT, clip=(clip, 0))
+    negative = w.add("CLIPTextEncode", title="Negative prompt", text=NEGATIVE, clip=(clip, 0))
+    cond = w.add("LTXVConditioning", positive=(positive, 0), negative=(negative, 0), frame_rate=24.0)
+    lr_latent = w.add("EmptyLTXVLatentVideo", width=640, height=352, length=121, batch_size=1)
+    sampler = w.add("KSamplerSelect", sampler_name="euler")
+    lr_sigmas = w.add("LTXVScheduler", title="LR sigmas", steps=20, max_shift=2.05, base_shift=0.95, stretch=True,
+                      terminal=0.1, latent=(lr_latent, 0))
+    hr_sigmas = w.add("ManualSigmas", title="HR sigmas", sigmas=LTX2_HR_SIGMAS)
+    upscaler = w.add("LatentUpscaleModelLoader", model_name=LTX2_UPSCALER)
+    lrhr = w.add("TurboLRHRSampler", model=(ckpt, 0), positive=(cond, 0), negative=(cond, 1), cfg=3.0,
+                 sampler=(sampler, 0), lr_sigmas=(lr_sigmas, 0), hr_sigmas=(hr_sigmas, 0), lr_latent=(lr_latent, 0),
+                 noise_seed=42, adapter=TRAINING_FREE_LRHR, strength=1.0, scale=2.0, upscale_model=(upscaler, 0),
+                 vae=(ckpt, 2))
+    stream_decode_and_save(w, (ckpt, 2), (lrhr, 0), "turbo2k_ltx2_lr_to_hr", 24.0)
+    return w
+
+
 STUDENT_BUNDLE = "turbo2k_student_ltxv_2b_bundle.safetensors"  # DiT + adapters (save_dit_bundle, docs/adapters.md)
 
 
@@ -334,6 +362,7 @@ WORKFLOWS = {
     "ltxv_t2v_token_shift_euler.json": ltxv_token_shift,
     "turbot2av_t2av_4_steps.json": turbot2av_t2av,
     "ltx2_vsr_upscale.json": ltx2_vsr,
+    "ltx2_lr_to_hr.json": ltx2_lr_to_hr,
 }
 
 

@@ -106,6 +106,8 @@ MODEL_FILES = {
     # the LTX-2 DiT (19B layout), video VAE (tiny_models/ltx2_vae.py), audio VAE + vocoder (ltx2_audio.py)
     "ltx-2-19b-dev.safetensors": ("checkpoints", _ltx2_checkpoint("ltx-2-19b-dev.safetensors")),
     "TurboT2AV.pth": ("diffusion_models", _turbot2av_student),
+    "ltx-2-spatial-upscaler-x2-1.0.safetensors": ("latent_upscale_models",
+                                                  lambda path, seed: ltx2.write_upsampler(path, seed=seed)),
     "TurboWan2.1-T2V-1.3B-480P.pth": ("diffusion_models", _turbowan("t2v", quantized=False)),
     "TurboWan2.2-I2V-A14B-high-720P-quant.pth": ("diffusion_models", _turbowan("i2v", quantized=True)),
     "TurboWan2.2-I2V-A14B-low-720P-quant.pth": ("diffusion_models", _turbowan("i2v", quantized=True)),
