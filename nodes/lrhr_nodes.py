@@ -6,6 +6,7 @@ from ..models.fusion_blocks import load_fusion_adapter, read_fusion_header
 from ..patches.dit_loader import FROM_MODEL, model_adapter
 from ..patches.latent_guidance import guide_latent
 from ..patches.lr_features import apply_lr_features, lrhr_sample, run_lr_pass
+from .input_checks import check_video_latent
 from .model_folders import ADAPTER_FOLDER, adapter_files, adapter_path
 
 CATEGORY = "TurboVideo/lr_hr"
@@ -32,9 +33,9 @@ def check_adapter_file(adapter: str, allow_none: bool = False):
     if adapter not in adapter_files():
         return f"adapter: '{adapter}' is not in models/{ADAPTER_FOLDER}; put a fusion adapter there and refresh"
     try:
-        read_fusion_header(adapter_path(adapter))
+        read_fusion_header(adapter_path(adapter), "adapter")
     except ValueError as error:
-        return f"adapter: {error}"
+        return str(error)
     return True
 
 
@@ -42,7 +43,14 @@ def fusion_adapter(model, adapter: str):
     """(FusionAdapter, label): the chosen file's, or with FROM_MODEL the one TurboDiTLoader put on the MODEL."""
     if adapter == FROM_MODEL:
         return model_adapter(model, FUSION, "adapter")
-    return load_fusion_adapter(adapter_path(adapter)), adapter
+    return load_fusion_adapter(adapter_path(adapter), "adapter"), adapter
+
+
+def checked_latent(latent, input_name: str) -> dict:
+    """The LATENT with its samples checked (video layout, finite floats)."""
+    samples = latent.get("samples") if isinstance(latent, dict) else None
+    check_video_latent(samples, input_name)
+    return latent
 
 
 class TurboLRPass(io.ComfyNode):
@@ -61,6 +69,7 @@ class TurboLRPass(io.ComfyNode):
 
     @classmethod
     def execute(cls, noise, guider, sampler, sigmas, latent_image, blocks) -> io.NodeOutput:
+        latent_image = checked_latent(latent_image, "latent_image")
         return io.NodeOutput(*run_lr_pass(noise, guider, sampler, sigmas, latent_image, parse_blocks(blocks)))
 
 
@@ -119,6 +128,7 @@ class TurboLRLatentGuidance(io.ComfyNode):
     @classmethod
     def execute(cls, lr_latent, sigmas, noise_seed, start_step, scale, adain_factor, upscale_model=None,
                 vae=None) -> io.NodeOutput:
+        lr_latent = checked_latent(lr_latent, "lr_latent")
         return io.NodeOutput(*guide_latent(lr_latent, sigmas, noise_seed, start_step, scale, adain_factor,
                                            upscale_model, vae))
 
@@ -152,6 +162,7 @@ class TurboLRHRSampler(io.ComfyNode):
     @classmethod
     def execute(cls, model, positive, negative, cfg, sampler, lr_sigmas, hr_sigmas, lr_latent, noise_seed,
                 adapter, strength, scale) -> io.NodeOutput:
+        lr_latent = checked_latent(lr_latent, "lr_latent")
         fusion, label = (None, adapter) if adapter == TRAINING_FREE else fusion_adapter(model, adapter)
         return io.NodeOutput(*lrhr_sample(model, positive, negative, cfg, sampler, lr_sigmas, hr_sigmas, lr_latent,
                                           noise_seed, fusion, label, strength, scale))

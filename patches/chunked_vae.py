@@ -197,6 +197,17 @@ def _piece(progress: comfy.utils.ProgressBar, call, tensor: torch.Tensor) -> tor
     return out
 
 
+def check_finite_result(result: torch.Tensor, given: torch.Tensor, what: str, span: tuple[int, int]) -> None:
+    """Raises when a VAE call turned finite input into NaN / infinite output (or names the input when it was bad)."""
+    if bool(torch.isfinite(result).all()):
+        return
+    if not bool(torch.isfinite(given).all()):
+        raise ValueError(f"{what}: the input holds NaN or infinite values (frames {span[0]}..{span[1] - 1})")
+    raise RuntimeError(f"vae: {what} frames {span[0]}..{span[1] - 1} gave NaN or infinite values from finite input: "
+                       f"the VAE overflowed in {str(getattr(given, 'dtype', '')).replace('torch.', '')} or its "
+                       "weights are damaged; run the VAE in float32 (start ComfyUI with --fp32-vae)")
+
+
 def _decode_chunk(vae, latent: torch.Tensor, plan: Plan, progress) -> torch.Tensor:
     """latent (1, C, t, h, w) -> float32 frames (n, H, W, 3), tiles blended."""
     if len(plan.tiles) == 1:
@@ -227,6 +238,7 @@ def _item_blocks(vae, item: torch.Tensor, plan: Plan, progress) -> Iterator[torc
     carry = carry_weight = None
     for index, chunk in enumerate(plan.chunks):
         pixels = _decode_chunk(vae, item[:, :, slice(*chunk.latent)], plan, progress)
+        check_finite_result(pixels, item[:, :, slice(*chunk.latent)], "decoding latent", chunk.latent)
         weight = chunk.pixel_weights.clone()
         pixels.mul_(weight.to(pixels)[:, None, None, None])
         if carry is not None:
@@ -293,7 +305,10 @@ def encode(vae, pixels: torch.Tensor, plan: Plan) -> torch.Tensor:
     progress = comfy.utils.ProgressBar(plan.steps)
     out = weight_sum = None
     for chunk in plan.chunks:
-        latent = _encode_chunk(vae, pixels[slice(*chunk.pixel)], plan, progress)
+        piece = pixels[slice(*chunk.pixel)]  # LRFrames (VSR) resizes on slicing: once
+        latent = _encode_chunk(vae, piece, plan, progress)
+        check_finite_result(latent, piece, "encoding pixel", chunk.pixel)
+        del piece
         if out is None:
             frames = plan.chunks[-1].latent[1]
             out = torch.zeros(latent.shape[:2] + (frames,) + latent.shape[3:], dtype=latent.dtype)

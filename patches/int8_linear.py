@@ -197,7 +197,9 @@ def quantize_model(model, layers: str = "all", granularity: str = "per_channel",
                              "instead of quantizing twice")
         patched.add_object_patch(path, Int8Linear.from_linear(linear, granularity, backend))
         progress.update(1)
-    return patched
+    from .finite_guard import guard  # issue 18: NaN output stops sampling, naming this patch
+
+    return guard(patched, f"INT8 layers ({granularity}, backend {backend})")
 
 
 def quantized_state_dict(model) -> dict:
@@ -240,11 +242,18 @@ def save_quantized(model, path: str) -> int:
     if not layers:
         raise ValueError("model: has no INT8 layers; connect the MODEL from TurboQuantizeINT8")
     meta = int8_format.metadata(model.model.get_dtype(), _granularity_of(state))
-    comfy.utils.save_torch_file(state, path, metadata=meta)
+    from ..models.checkpoint_files import atomic_target
+
+    with atomic_target(path) as temp:  # a crash mid-save leaves no truncated model under the final name
+        comfy.utils.save_torch_file(state, str(temp), metadata=meta)
     return len(layers)
 
 
 def load_quantized_file(path: str):
-    """A MODEL from a .safetensors in TurboVideo's INT8 format (float dtype from its metadata)."""
-    state, meta = comfy.utils.load_torch_file(path, safe_load=True, return_metadata=True)
-    return load_quantized(state, int8_format.compute_dtype(meta))
+    """A MODEL from a .safetensors in TurboVideo's INT8 format (float dtype from its metadata); the file is
+    opened and checked by patches/model_files (issue 18)."""
+    from .finite_guard import guard
+    from .model_files import QUANTIZED_ROLE, load_model_file
+
+    state, meta = load_model_file(path, QUANTIZED_ROLE)
+    return guard(load_quantized(state, int8_format.compute_dtype(meta)), "INT8 layers (an INT8 file)")

@@ -28,7 +28,7 @@ import latent_preview
 import torch
 
 from ..models.fusion_blocks import FusionAdapter, resize_tokens_window
-from . import core_compat, families
+from . import core_compat, families, finite_guard
 from .tiled_model import WINDOWS_KEY
 
 GRID_KEY = "turbo_token_grid"
@@ -259,7 +259,7 @@ def apply_lr_features(model, features: LRFeatures, adapter: FusionAdapter, stren
     patched.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.DIFFUSION_MODEL, WRAPPER_KEY, _grid_wrapper)
     patched.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.OUTER_SAMPLE, WRAPPER_KEY, state.outer_sample)
     patched.model_options["transformer_options"][APPLIED_KEY] = {"file": file_name, "sigma": features.sigma}
-    return patched
+    return finite_guard.guard(patched, f"the fusion adapter '{file_name}' (strength {strength:g})")
 
 
 def _cfg_guider(model, positive, negative, cfg):
@@ -291,7 +291,8 @@ def lrhr_sample(model, positive, negative, cfg, sampler, lr_sigmas, hr_sigmas, l
     lr_guider = _cfg_guider(model, positive, negative, cfg)
     if adapter is None:
         lr_out = _sample(lr_guider, noise, sampler, lr_sigmas, lr_latent)
-        start, _, sigmas = guide_latent(lr_out, hr_sigmas, seed, 0, spatial_scale)
+        start, _, sigmas = guide_latent(lr_out, hr_sigmas, seed, 0, spatial_scale, sigmas_input="hr_sigmas",
+                                        trim_input=None)
         return _sample(lr_guider, Noise_EmptyNoise(), sampler, sigmas, start), lr_out
     lr_out, features = run_lr_pass(noise, lr_guider, sampler, lr_sigmas, lr_latent, adapter.lr_blocks)
     hr_model = apply_lr_features(model, features, adapter, strength, file_name)

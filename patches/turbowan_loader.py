@@ -10,7 +10,7 @@ import logging
 import comfy.sd
 
 from ..models import turbowan
-from . import int8_linear
+from . import finite_guard, int8_linear
 from .attention import apply_attention_backend
 
 TURBODIFFUSION_LINEAR_KEYS = "all"
@@ -38,4 +38,4 @@ def load_turbowan(path, name: str, attention: str = "sagesla", topk: float = 0.1
     if attention != "sdpa":
         model = apply_attention_backend(model, attention, topk, checkpoint.proj_l or None, name,
                                         linear_keys=TURBODIFFUSION_LINEAR_KEYS)
-    return model, checkpoint
+    return finite_guard.guard(model.clone(), f"TurboWanLoader '{name}'"), checkpoint
