@@ -21,6 +21,7 @@ import contextlib
 import os
 import pathlib
 import pickle
+import re
 import uuid
 from dataclasses import dataclass
 
@@ -126,19 +127,26 @@ def _torch_load(path):
         return torch.load(str(path), map_location="cpu", weights_only=True)  # legacy (non-zip) format
 
 
+def _check_pickle_kind(path, role: FileRole) -> None:
+    """Raises unless the first bytes are a PyTorch zip or pickle (what a .pth/.pt/.ckpt/.bin must be)."""
+    kind = sniff(path)
+    if kind in ("torch-zip", "pickle"):
+        return
+    if kind == "missing":
+        raise FileNotFoundError(f"{where(path, role.input_name)}: no such file ({path}); refresh the node list")
+    found = "a safetensors file named like a .pth (rename it to .safetensors)" if kind == "safetensors" else \
+        _kind_words(kind, path)
+    raise file_error(role, path, found)
+
+
 def read_pickle_weights(path, role: FileRole):
     """What torch.load(weights_only=True) gives for a .pth; code in the pickle is refused, never run."""
-    kind = sniff(path)
-    if kind in ("missing", "empty", "safetensors", "gguf", "unknown"):
-        if kind == "missing":
-            raise FileNotFoundError(f"{where(path, role.input_name)}: no such file ({path}); refresh the node list")
-        found = "a safetensors file named like a .pth (rename it to .safetensors)" if kind == "safetensors" else \
-            _kind_words(kind, path)
-        raise file_error(role, path, found)
+    _check_pickle_kind(path, role)
     try:
         return _torch_load(path)
     except pickle.UnpicklingError as error:
-        detail = _first_line_about(str(error), ("GLOBAL", "Unsupported", "operand"))
+        found = re.search(r"GLOBAL [\w.]+", str(error))
+        detail = f"it calls {found.group(0)[7:]}" if found else "it holds instructions a tensor file never has"
         raise file_error(role, path, "a pickle that needs Python code to load, so it was refused and nothing in it "
                                      f"ran ({detail}); only plain tensor files are read") from None
     except (EOFError, RuntimeError, OSError, ValueError) as error:
@@ -168,12 +176,8 @@ def unreadable(path, role: FileRole) -> str | None:
         if pathlib.Path(path).suffix.lower() in SAFETENSORS_SUFFIXES:
             with open_safetensors(path, role):
                 return None
-        kind = sniff(path)
-        if kind in ("torch-zip", "pickle"):
-            return None
-        if kind == "missing":
-            raise FileNotFoundError(f"{where(path, role.input_name)}: no such file ({path}); refresh the node list")
-        raise file_error(role, path, _kind_words(kind, path))
+        _check_pickle_kind(path, role)
+        return None
     except (CheckpointFileError, FileNotFoundError) as error:
         return str(error)
 

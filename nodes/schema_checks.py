@@ -5,7 +5,8 @@ validate_inputs names as a parameter, and for all inputs when it takes **kwargs.
 validate_inputs names only the inputs its cross-input checks need (never **kwargs) and runs them
 through `schema_problem` first: the same limits, read from the same INPUT_TYPES, with a message that
 names the input and the allowed range. A value that arrives through a link is None at validation
-time (core passes None) and is left to the node.
+time (core passes None) and never checked by core at all: nodes whose numbers bound the work (scale,
+steps, tile sizes, frame rate) check them again when they run (require_schema).
 """
 from __future__ import annotations
 
@@ -47,3 +48,11 @@ def schema_problem(node_cls, **values) -> str | None:
         if problem:
             return problem
     return None
+
+
+def require_schema(node_cls, **values) -> None:
+    """schema_problem as a ValueError when the node runs: a value that reached the node through a link (a
+    primitive node, an API client) was never range-checked by core's validation."""
+    problem = schema_problem(node_cls, **values)
+    if problem:
+        raise ValueError(problem)

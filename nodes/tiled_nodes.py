@@ -6,7 +6,7 @@ from ..patches.tile_preview import layout_for_model
 from ..patches.tiled_model import AUTO, MIB, TilingSettings, apply_tiling
 from ..samplers.tiling import WEIGHT_KINDS
 from .input_checks import check_image
-from .schema_checks import schema_problem
+from .schema_checks import require_schema, schema_problem
 
 CATEGORY = "TurboVideo/tiling"
 
@@ -88,6 +88,8 @@ class TurboTiledModel(io.ComfyNode):
     @classmethod
     def execute(cls, model, tile_size, memory_budget_mb, tile_overlap, segment_length, segment_overlap, weights,
                 tile_batch) -> io.NodeOutput:
+        require_schema(cls, tile_size=tile_size, memory_budget_mb=memory_budget_mb, tile_overlap=tile_overlap,
+                       segment_length=segment_length, segment_overlap=segment_overlap, tile_batch=tile_batch)
         settings = tiling_settings(tile_size, memory_budget_mb, tile_overlap, segment_length, segment_overlap,
                                    weights, tile_batch)
         return io.NodeOutput(apply_tiling(model, settings))

@@ -4,6 +4,7 @@ from comfy_api.latest import io
 from ..patches import chunked_vae, video_stream
 from ..patches.size_limits import check_output_size
 from .input_checks import check_image, check_video_latent
+from .schema_checks import require_schema
 
 CATEGORY = "TurboVideo/vae"
 FRAMES_KEY = chunked_vae.FRAMES_KEY
@@ -134,6 +135,7 @@ class TurboVAEDecodeToVideo(io.ComfyNode):
     @classmethod
     def execute(cls, samples, vae, frame_rate, crf, memory_budget_mb, chunk_frames, chunk_overlap, tile_size,
                 tile_overlap, audio=None) -> io.NodeOutput:
+        require_schema(cls, frame_rate=frame_rate, crf=crf)  # a linked value skips core's range check
         latent = _latent(samples, vae, None)
         options = _options(vae, memory_budget_mb, chunk_frames, chunk_overlap, tile_size, tile_overlap)
         plan = chunked_vae.plan_decode(vae, latent.shape, options)

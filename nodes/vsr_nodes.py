@@ -19,6 +19,7 @@ from ..patches.vsr_upscale import (
 from ..samplers.color_correction import METHODS
 from .input_checks import check_image
 from .model_folders import ADAPTER_FOLDER, adapter_files, adapter_path
+from .schema_checks import require_schema
 from .tiled_nodes import tiling_inputs, tiling_settings, validate_tiling
 
 CATEGORY = "TurboVideo/upscale"
@@ -97,8 +98,11 @@ def _settings(scale, steps, strength, seed, resize_method, color_correction, fac
                            factorized)
 
 
-def _checked_images(images, scale: float, streaming_node: str | None):
-    """The LR frames as RGB, refused before any work when the upscaled video would be over a size limit."""
+def _checked_images(node_cls, images, streaming_node: str | None, **numbers):
+    """The LR frames as RGB, refused before any work when a number is out of range (a linked value skips core's
+    check) or the upscaled video would be over a size limit."""
+    require_schema(node_cls, **numbers)
+    scale = numbers["scale"]
     images = check_image(images, "images")
     check_output_size(images.shape[0], *target_size(images.shape[1], images.shape[2], scale), "scale",
                       streaming_node)
@@ -124,7 +128,10 @@ class TurboVSRUpscale(io.ComfyNode):
     def execute(cls, model, vae, images, scale, steps, strength, seed, resize_method, color_correction, factorized,
                 tile_size, memory_budget_mb, tile_overlap, segment_length, segment_overlap, weights, tile_batch,
                 vsr_conditioner, cfg, positive=None, negative=None) -> io.NodeOutput:
-        images = _checked_images(images, scale, "TurboVSRUpscaleToVideo")
+        images = _checked_images(cls, images, "TurboVSRUpscaleToVideo", scale=scale, steps=steps, strength=strength,
+                                 cfg=cfg, tile_size=tile_size, memory_budget_mb=memory_budget_mb,
+                                 tile_overlap=tile_overlap, segment_length=segment_length,
+                                 segment_overlap=segment_overlap, tile_batch=tile_batch)
         settings = _settings(scale, steps, strength, seed, resize_method, color_correction, factorized, cfg,
                              (tile_size, memory_budget_mb, tile_overlap, segment_length, segment_overlap, weights,
                               tile_batch))
@@ -161,7 +168,10 @@ class TurboVSRUpscaleToVideo(io.ComfyNode):
     def execute(cls, model, vae, images, scale, steps, strength, seed, resize_method, color_correction, factorized,
                 tile_size, memory_budget_mb, tile_overlap, segment_length, segment_overlap, weights, tile_batch,
                 vsr_conditioner, cfg, frame_rate, crf, positive=None, negative=None) -> io.NodeOutput:
-        images = _checked_images(images, scale, None)
+        images = _checked_images(cls, images, None, scale=scale, steps=steps, strength=strength, cfg=cfg,
+                                 tile_size=tile_size, memory_budget_mb=memory_budget_mb, tile_overlap=tile_overlap,
+                                 segment_length=segment_length, segment_overlap=segment_overlap,
+                                 tile_batch=tile_batch, frame_rate=frame_rate, crf=crf)
         height, width = target_size(images.shape[1], images.shape[2], scale)
         if height % 2 or width % 2:
             raise ValueError(f"scale: the output would be {width}x{height} px, but H.264 needs even sides; pick a "

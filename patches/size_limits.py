@@ -27,5 +27,9 @@ def check_output_size(frames: int, height: int, width: int, input_name: str, str
     needed, free = pixels * IMAGE_BYTES_PER_PIXEL, psutil.virtual_memory().available
     if needed > free:
         raise ValueError(f"{input_name}: the output IMAGE batch ({frames} frames of {width}x{height} px) needs "
-                         f"{needed / GIB:.1f} GiB of RAM, {free / GIB:.1f} GiB are free; use {streaming_node} "
-                         f"(writes an MP4 a chunk at a time) or lower {input_name}")
+                         f"{_size(needed)} of RAM, {_size(free)} are free; use {streaming_node} (writes an MP4 a "
+                         f"chunk at a time) or lower {input_name}")
+
+
+def _size(count: float) -> str:
+    return f"{count / GIB:.1f} GiB" if count >= GIB else f"{count / (1 << 20):.0f} MiB"
