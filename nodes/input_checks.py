@@ -7,14 +7,15 @@ from __future__ import annotations
 
 import torch
 
+from ..models.checkpoint_files import all_finite, non_finite_count
+
 
 def _non_finite(tensor: torch.Tensor) -> tuple[int, int | None]:
-    """(count, index along dim 0 of the first) of NaN / infinite values."""
-    bad = ~torch.isfinite(tensor.reshape(tensor.shape[0], -1)).all(dim=1)
-    if not bool(bad.any()):
+    """(count, index along dim 0 of the first) of NaN / infinite values; a finite tensor costs one min/max scan."""
+    if all_finite(tensor):
         return 0, None
-    count = int((~torch.isfinite(tensor)).sum())
-    return count, int(bad.nonzero()[0, 0])
+    first = next(index for index in range(tensor.shape[0]) if not all_finite(tensor[index]))
+    return non_finite_count(tensor), first
 
 
 def check_image(images, input_name: str, min_side: int = 1, cell: str = "") -> torch.Tensor:

@@ -21,6 +21,7 @@ import comfy.model_management
 import comfy.utils
 import torch
 
+from ..models.checkpoint_files import all_finite
 from ..samplers import video_chunks as vc
 from . import families
 
@@ -199,9 +200,9 @@ def _piece(progress: comfy.utils.ProgressBar, call, tensor: torch.Tensor) -> tor
 
 def check_finite_result(result: torch.Tensor, given: torch.Tensor, what: str, span: tuple[int, int]) -> None:
     """Raises when a VAE call turned finite input into NaN / infinite output (or names the input when it was bad)."""
-    if bool(torch.isfinite(result).all()):
+    if all_finite(result):
         return
-    if not bool(torch.isfinite(given).all()):
+    if not all_finite(given):
         raise ValueError(f"{what}: the input holds NaN or infinite values (frames {span[0]}..{span[1] - 1})")
     raise RuntimeError(f"vae: {what} frames {span[0]}..{span[1] - 1} gave NaN or infinite values from finite input: "
                        f"the VAE overflowed in {str(getattr(given, 'dtype', '')).replace('torch.', '')} or its "

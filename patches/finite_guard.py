@@ -11,6 +11,7 @@ from __future__ import annotations
 import comfy.patcher_extension
 import torch
 
+from ..models.checkpoint_files import all_finite
 from ..samplers.step_checks import NonFiniteModelOutput, describe_step
 from . import core_compat
 
@@ -32,7 +33,7 @@ def _step(options: dict) -> str:
 
 def _message(x: torch.Tensor, options: dict) -> str:
     where = _step(options)
-    if not bool(torch.isfinite(x).all()):
+    if not all_finite(x):
         return (f"sampling stopped at {where}: the latent going into the model already held NaN or infinite "
                 "values; the input latent (or the node that made it) is the cause, not the model")
     notes = list(options.get(NOTES_KEY, ()))
@@ -44,7 +45,7 @@ def _message(x: torch.Tensor, options: dict) -> str:
 
 def _guard(executor, *args, **kwargs):
     out = executor(*args, **kwargs)
-    if isinstance(out, torch.Tensor) and not bool(torch.isfinite(out).all()):
+    if isinstance(out, torch.Tensor) and not all_finite(out):
         options = core_compat.positional_options(args, kwargs, core_compat.APPLY_MODEL_OPTIONS_INDEX)
         raise NonFiniteModelOutput(_message(args[0], options))
     return out

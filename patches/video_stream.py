@@ -19,6 +19,8 @@ import av
 import torch
 from comfy_api.latest import InputImpl
 
+from ..models.checkpoint_files import all_finite
+
 CODEC = "libx264"  # what ComfyUI's own VideoFromComponents writes (as 'h264'), so players agree
 # No look-ahead or B-frame queue (zerolatency): the encoder holds ~10 MB instead of ~30-60 MB of queued
 # frames at 512x512, and veryfast is ~3x faster than the default preset; files are somewhat bigger at
@@ -69,7 +71,7 @@ class VideoFileWriter:
         self._container.mux(self._audio_stream.encode(None))
 
     def write(self, frames: torch.Tensor):
-        if not bool(torch.isfinite(frames).all()):
+        if not all_finite(frames):
             raise ValueError(f"frames {self.frames + 1}-{self.frames + len(frames)} of the video hold NaN or "
                              "infinite values, so no video was written; the latent or the VAE produced them "
                              "(the error of the node before names which)")
