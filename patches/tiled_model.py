@@ -32,8 +32,8 @@ import torch
 
 from ..samplers.tiling import Window, check_plan_inputs, plan_windows, tiled_apply
 from . import core_compat, finite_guard
-from .tiled_guides import GUIDE_CONDS, window_guides
 from .tile_plan import MIB, RunPlan, auto_settings, free_memory_for, resolve_tile  # noqa: F401 (re-exported)
+from .tiled_guides import GUIDE_CONDS, window_guides
 
 WRAPPER_KEY = "turbovideo_tiled_model"
 # transformer_options entry {name: tensor laid out like x [B, C, T, H, W]}: cropped per window like x, so
