@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from host import graphs
-from host.hostile import Case, assert_clear_error, assert_still_serving, smooth_frames, vsr_prompt
+from host.hostile import Case, assert_clear_error, assert_still_serving, record, smooth_frames, vsr_prompt
 from host.test_only_nodes import SOURCES
 
 pytestmark = pytest.mark.host
@@ -144,6 +144,7 @@ def test_the_stop_button_lands_within_one_model_or_vae_call(comfy, tiny_models, 
     assert latency <= longest + SLACK_S, f"the stop landed {latency:.2f} s after the press; the longest single VAE " \
                                          f"or model call took {longest:.2f} s"
     assert_still_serving(comfy)
+    record(Case(f"stop-at-{kind}-{count}", HUNG, ()), "correct result")
 
 
 # ---- atomic saves -----------------------------------------------------------------------------------------
@@ -184,3 +185,4 @@ def test_a_failed_save_leaves_no_file_and_a_good_one_loads_back(comfy, tiny_mode
     assert result.ok, result.describe()
     assert captured["model"] is not None
     assert_still_serving(comfy)
+    record(Case("save-dies-half-way", "silent wrong output", ()), "correct result")
