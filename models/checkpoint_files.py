@@ -25,8 +25,8 @@ import re
 import uuid
 from dataclasses import dataclass
 
+import safetensors
 import torch
-from safetensors import safe_open
 
 SAFETENSORS_SUFFIXES = (".safetensors", ".sft")
 PICKLE_SUFFIXES = (".pth", ".pt", ".ckpt", ".bin")
@@ -103,7 +103,7 @@ def open_safetensors(path, role: FileRole):
     if kind != "safetensors":
         raise file_error(role, path, _kind_words(kind, path))
     try:
-        handle = safe_open(str(path), framework="pt", device="cpu")
+        handle = safetensors.safe_open(str(path), framework="pt", device="cpu")  # looked up per call: tools wrap it
     except Exception as error:  # safetensors' own SafetensorError: header too small, file not fully covered
         detail = _first_line_about(str(error), ("header", "covered", "metadata"))
         raise file_error(role, path, f"a truncated or damaged safetensors file ({detail})") from None
