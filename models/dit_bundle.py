@@ -127,7 +127,7 @@ def build_adapter(kind: str, tensors: dict, metadata: dict, where: str):
 
 ADAPTER_FILE = FileRole("adapter_files", "a TurboVideo adapter", "(written by save_fusion_adapter, "
                                                                   "save_step_embedder or save_vsr_conditioner)")
-DIT_FILE = FileRole("dit", "an LTX-Video DiT", "(a .safetensors state dict, as UNETLoader reads)")
+DIT_FILE = FileRole("dit", "an LTX-Video or LTX-2 DiT", "(a .safetensors state dict, as UNETLoader reads)")
 
 
 def _read_adapter_file(path: str) -> tuple[str, dict, dict]:

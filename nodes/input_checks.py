@@ -8,6 +8,7 @@ from __future__ import annotations
 import torch
 
 from ..models.checkpoint_files import all_finite, non_finite_count
+from ..patches.families.ltx2 import VIDEO_ONLY_HINT
 
 
 def _non_finite(tensor: torch.Tensor) -> tuple[int, int | None]:
@@ -46,11 +47,20 @@ def check_video_latent(samples, input_name: str) -> torch.Tensor:
     if not isinstance(samples, torch.Tensor):
         raise ValueError(f"{input_name}: expected a LATENT holding a tensor, got {type(samples).__name__}")
     if samples.ndim == 4:
-        raise ValueError(f"{input_name}: an image latent [B, C, H, W] {tuple(samples.shape)}; this node takes video "
-                         "latents [B, C, T, H, W] from LTX-Video or Wan. Decode image latents with VAEDecode")
+        raise ValueError(f"{input_name}: a 4-D latent {tuple(samples.shape)}: an image latent [B, C, H, W] or an LTX-2 "
+                         "audio-only latent; this node takes video latents [B, C, T, H, W] (LTX-Video, LTX-2, Wan). "
+                         f"Decode image latents with VAEDecode; for LTX-2 audio-video, {VIDEO_ONLY_HINT}")
     if samples.ndim != 5 or min(samples.shape) < 1:
         raise ValueError(f"{input_name}: expected a video latent [B, C, T, H, W] with every size >= 1, got "
                          f"{tuple(samples.shape)}")
+    return check_latent_values(samples, input_name)
+
+
+def check_latent_values(samples, input_name: str) -> torch.Tensor:
+    """A latent tensor of any layout (a video or an audio stream) with finite float values, or a ValueError."""
+    if not isinstance(samples, torch.Tensor) or samples.numel() == 0:
+        raise ValueError(f"{input_name}: expected a latent tensor with values, got "
+                         f"{tuple(samples.shape) if isinstance(samples, torch.Tensor) else type(samples).__name__}")
     if not samples.is_floating_point():
         raise ValueError(f"{input_name}: latent values must be floats, got {samples.dtype}")
     count, first = _non_finite(samples)

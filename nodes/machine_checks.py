@@ -4,11 +4,21 @@ from __future__ import annotations
 import comfy.model_management
 
 from ..kernels import int8 as int8_kernels
+from ..patches import core_compat
 
 
-def int8_backend_problem(backend: str | None) -> str | None:
-    """Why TurboQuantizeINT8's `backend` cannot run on the device ComfyUI runs models on, or None."""
+def int8_backend_problem(backend: str | None, granularity: str | None = None) -> str | None:
+    """Why TurboQuantizeINT8's `backend` cannot run on the device ComfyUI runs models on (or with
+    `granularity`), or None."""
     if backend in (None, "auto", "torch"):
+        return None
+    if backend == "core" and core_compat.native_int8_layout() is None:
+        return ("backend: 'core' runs ComfyUI's own INT8 GEMM, which this ComfyUI does not have (native INT8 layers "
+                "came with ComfyUI 0.27); use auto")
+    if backend == "core" and granularity not in (None, "per_channel"):
+        return (f"backend: 'core' runs ComfyUI's own INT8 GEMM, which exists for per_channel layers only, not "
+                f"{granularity}; use auto or granularity per_channel")
+    if backend == "core":
         return None
     device = comfy.model_management.get_torch_device()
     if backend == "triton" and device.type != "cuda":

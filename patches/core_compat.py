@@ -8,6 +8,7 @@ patch failing somewhere deep inside sampling.
 from __future__ import annotations
 
 import contextlib
+import functools
 import inspect
 
 import torch
@@ -25,6 +26,11 @@ APPLY_MODEL_OPTIONS_INDEX = 5
 # comfy.ldm.lightricks.model.LTXBaseModel.forward(x, timestep, context, attention_mask, frame_rate,
 # transformer_options, ...): the DIFFUSION_MODEL wrapper's executor receives these positionally
 LTX_FORWARD_OPTIONS_INDEX = 5
+
+
+# the cond core's sampler adds for a nested (multi-stream) latent, e.g. LTX-2 audio-video: x reaches
+# apply_model packed as [B, 1, N] (comfy.utils.pack_latents) and `latent_shapes` lists each stream's shape
+LATENT_SHAPES_COND = "latent_shapes"
 
 
 def positional_options(args: tuple, kwargs: dict, index: int) -> dict:
@@ -203,3 +209,69 @@ def conds_per_model_call(guider) -> int:
             and not options.get("disable_cfg1_optimization", False):
         count -= 1
     return max(count, 1)
+
+
+# --- core's native INT8 layers (comfy.quant_ops / comfy.ops.mixed_precision_ops, core 0.27+) -----------------
+
+NATIVE_INT8_FORMAT = "int8_tensorwise"  # QUANT_ALGOS key; its layout runs comfy-kitchen's int8_linear
+
+
+@functools.lru_cache(maxsize=1)
+def native_int8_layout() -> str | None:
+    """The layout name of core's native INT8 Linears, or None where core has none (0.8.0). Detected by what
+    core offers (the format, its layout class, mixed_precision_ops), never by version number."""
+    try:
+        import comfy.ops
+        import comfy.quant_ops
+    except ImportError:
+        return None
+    config = getattr(comfy.quant_ops, "QUANT_ALGOS", {}).get(NATIVE_INT8_FORMAT)
+    if config is None or not hasattr(comfy.ops, "mixed_precision_ops"):
+        return None
+    layout = config.get("comfy_tensor_layout")
+    return layout if comfy.quant_ops.get_layout_class(layout) is not None else None
+
+
+@functools.lru_cache(maxsize=8)
+def _native_ops(compute_dtype):
+    import comfy.ops
+
+    return comfy.ops.mixed_precision_ops({"mixed_ops": True}, compute_dtype)
+
+
+def native_int8_linear(state: dict, in_features: int, out_features: int, device, compute_dtype):
+    """Core's own mixed-precision Linear, loaded by core's own code from `state` ({"weight", "weight_scale",
+    "comfy_quant", "bias"} as a file holds them): a QuantizedTensor weight core's LoRA, offloading and
+    requantization handle."""
+    layer = _native_ops(compute_dtype).Linear(in_features, out_features, bias="bias" in state, device=device)
+    layer.load_state_dict(state, strict=True)
+    return layer
+
+
+def is_native_int8(module) -> bool:
+    """True for a Linear whose weight is a QuantizedTensor in core's native INT8 layout."""
+    layout = native_int8_layout()
+    if layout is None or getattr(module, "layout_type", None) != layout:
+        return False
+    import comfy.quant_ops
+
+    return isinstance(getattr(module, "weight", None), comfy.quant_ops.QuantizedTensor)
+
+
+def native_int8_operands(module, x):
+    """(int8 weight [out, in], float32 scale (scalar or [out, 1])) when core would run its INT8 GEMM for this
+    call of `module` on `x` and another INT8 GEMM may stand in for it; None when core must run the call itself
+    (weight or bias functions, lowvram casting, streamed weights, forced float, rotated or transposed
+    weights, training, an input on another device)."""
+    if not is_native_int8(module) or getattr(module, "_full_precision_mm", False):
+        return None
+    if getattr(module, "comfy_force_cast_weights", False) or getattr(module, "comfy_cast_weights", False) or \
+            module.weight_function or module.bias_function or hasattr(module, "_v"):
+        return None
+    weight = module.weight
+    params = weight.params
+    if getattr(params, "convrot", False) or getattr(params, "transposed", False):
+        return None
+    if x.requires_grad or isinstance(x, type(weight)) or weight.device != x.device:
+        return None
+    return weight.layout_cls.get_plain_tensors(weight)

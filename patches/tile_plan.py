@@ -66,8 +66,7 @@ class RunPlan:
     def outer_sample(self, executor, *args, **kwargs):
         """OUTER_SAMPLE wrapper: resolves the plan once per run, before the model is loaded."""
         guider = executor.class_obj
-        noise = args[0] if args else kwargs.get("noise")
-        shape = tuple(getattr(noise, "shape", ()))
+        shape = _video_shape(args, kwargs)
         self.active = None
         if len(shape) == 5:
             self.active = auto_settings(self.settings, guider.model_patcher, shape,
@@ -77,11 +76,22 @@ class RunPlan:
         finally:
             self.active = None
 
-    def for_call(self, base_model, x):
-        """The settings for one model call: the run's plan, or (a call outside a sampler run) one resolved for
-        this call's own batch against the budget or the free memory now."""
+    def for_call(self, base_model, shape: tuple, device):
+        """The settings for one model call over a video latent of `shape` [B, C, T, H, W]: the run's plan, or (a
+        call outside a sampler run) one resolved for this call's own batch against the budget or the free memory
+        of `device` now."""
         if self.active is not None or not self.settings.auto:
             return self.active or self.settings
         budget = self.settings.budget_bytes
-        budget = comfy.model_management.get_free_memory(x.device) if budget is None else budget
-        return resolve_tile(self.settings, base_model, tuple(x.shape), budget)
+        budget = comfy.model_management.get_free_memory(device) if budget is None else budget
+        return resolve_tile(self.settings, base_model, tuple(shape), budget)
+
+
+def _video_shape(args: tuple, kwargs: dict) -> tuple:
+    """The video latent's shape of a run: its first stream's when core packed several (LTX-2 audio-video: the
+    `latent_shapes` argument of outer_sample), else the noise's."""
+    streams = kwargs.get(core_compat.LATENT_SHAPES_COND)
+    if streams:
+        return tuple(streams[0])
+    noise = args[0] if args else kwargs.get("noise")
+    return tuple(getattr(noise, "shape", ()))

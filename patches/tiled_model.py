@@ -18,7 +18,11 @@ cond_or_uncond / uuids; tensors under transformer_options[CROPPED_OPTIONS_KEY] a
 LTX-Video keyframe guides (LTXVAddGuide: guide latent frames appended to x, with conds laid out over
 their tokens): each window keeps its own guide cells (patches/tiled_guides.py); with temporal segments
 they are refused.
-Not supported: ControlNet / T2I control (computed on the whole latent before apply_model: refused)
+LTX-2 (patches/families/ltx2.py): a plain video latent runs video-only and tiles like LTX-Video. An audio-video
+latent reaches apply_model packed ([B, 1, N] + the `latent_shapes` cond); its audio stream and the audio-video
+cross-attention attend to the WHOLE video, which no window sees, so they cannot stay exact under tiling: a plan
+of one window runs the model untiled (exact), more windows are refused with an error that says how to run
+video-only. Not supported: ControlNet / T2I control (computed on the whole latent before apply_model: refused)
 and other conds laid out per token or per latent frame only (Wan reference latents): those pass
 through uncropped.
 """
@@ -31,7 +35,7 @@ import comfy.patcher_extension
 import torch
 
 from ..samplers.tiling import Window, check_plan_inputs, plan_windows, tiled_apply
-from . import core_compat, finite_guard
+from . import core_compat, families, finite_guard
 from .tile_plan import MIB, RunPlan, auto_settings, free_memory_for, resolve_tile  # noqa: F401 (re-exported)
 from .tiled_guides import GUIDE_CONDS, window_guides
 
@@ -94,14 +98,52 @@ def _window_options(options: dict, windows: list[Window], x: torch.Tensor) -> di
     return out
 
 
+def _stream_shapes(kwargs: dict) -> list:
+    """The per-stream latent shapes core packed into x (cond `latent_shapes`), [] for a plain latent."""
+    return [tuple(shape) for shape in kwargs.get(core_compat.LATENT_SHAPES_COND) or ()]
+
+
+def _single_window_streams(run_plan: RunPlan, base_model, x: torch.Tensor, kwargs: dict) -> bool:
+    """True when x packs a video stream with others (LTX-2 audio) and the plan covers the video in one window:
+    then the model runs on everything exactly as untiled (audio and audio-video cross-attention included)."""
+    shapes = _stream_shapes(kwargs)
+    if len(shapes) < 2 or len(shapes[0]) != 5:
+        return False
+    return len(run_plan.for_call(base_model, shapes[0], x.device).plan(shapes[0][2:])) == 1
+
+
+def _is_video_latent(base_model, x: torch.Tensor) -> bool:
+    """[B, C, T, H, W] with the model's latent channels (core turns a 4-D latent into 1 frame of it first)."""
+    channels = getattr(getattr(base_model, "latent_format", None), "latent_channels", None)
+    return x.ndim == 5 and (channels is None or x.shape[1] == channels)
+
+
+def _not_a_video_latent(base_model, x: torch.Tensor, kwargs: dict) -> str:
+    shapes = _stream_shapes(kwargs) or [tuple(x.shape)]
+    family = families.family_of(base_model)
+    hint = family.video_only_hint if family is not None and family.video_only_hint else \
+        "connect a video latent [B, C, T, H, W]"
+    if len(shapes) > 1 and len(shapes[0]) == 5:
+        return (f"latent: TurboTiledModel tiles the video stream only, and this latent also holds "
+                f"{len(shapes) - 1} other stream(s) {shapes[1:]} (audio) that attend to the WHOLE video, so tiles "
+                f"cannot keep them exact; {hint}, or make tile_size cover the {shapes[0][3]}x{shapes[0][4]} latent "
+                "(one window runs everything untiled)")
+    channels = getattr(getattr(base_model, "latent_format", None), "latent_channels", "its")
+    return (f"latent: TurboTiledModel tiles video latents [B, {channels}, T, H, W]; the sampler's latent has shape "
+            f"{shapes[0]} (an audio-only latent has no video to tile); {hint}, or sample it with the MODEL from "
+            "before TurboTiledModel")
+
+
 def _tiled_wrapper(settings: TilingSettings, run_plan: RunPlan):
     def apply_model(executor, x, t, c_concat=None, c_crossattn=None, control=None, transformer_options=None,
                     **kwargs):
         transformer_options = {} if transformer_options is None else transformer_options
-        if x.ndim != 5:
-            raise ValueError(f"model: TurboTiledModel tiles video latents [B, C, T, H, W]; this model got "
-                             f"shape {tuple(x.shape)}. Use it with a video model (LTX-Video, Wan)")
-        active = run_plan.for_call(executor.class_obj, x)  # the run's plan (tile_plan.RunPlan): one plan per run
+        if not _is_video_latent(executor.class_obj, x):  # packed streams (LTX-2 audio-video), or not a video
+            if _single_window_streams(run_plan, executor.class_obj, x, kwargs):
+                return executor(x, t, c_concat, c_crossattn, control, transformer_options, **kwargs)
+            raise ValueError(_not_a_video_latent(executor.class_obj, x, kwargs))
+        # the run's plan (tile_plan.RunPlan): one plan per run, measured when the run starts
+        active = run_plan.for_call(executor.class_obj, tuple(x.shape), x.device)
         windows = active.plan(tuple(x.shape[2:]))
         if len(windows) == 1:
             return executor(x, t, c_concat, c_crossattn, control, transformer_options, **kwargs)
@@ -112,6 +154,8 @@ def _tiled_wrapper(settings: TilingSettings, run_plan: RunPlan):
         def run(crops: torch.Tensor, group: list[Window]) -> torch.Tensor:
             per = lambda value: _crop_or_repeat(value, x, group)
             extra = {name: per(value) for name, value in kwargs.items()}
+            if kwargs.get(core_compat.LATENT_SHAPES_COND) is not None:  # one stream (a plain LTX-2 video latent)
+                extra[core_compat.LATENT_SHAPES_COND] = [crops.shape]
             if any(kwargs.get(name) is not None for name in GUIDE_CONDS):
                 scale = core_compat.ltx_vae_scale_factors(executor.class_obj)
                 extra.update(window_guides(kwargs, x, group, scale))

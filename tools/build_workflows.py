@@ -199,6 +199,22 @@ def ltxv_vsr(info, conditioner: str, strength: float, streamed: bool) -> Workflo
     return w
 
 
+def ltx2_vsr(info) -> Workflow:
+    """A low-res video upscaled 2x with LTX-2 (video-only), training-free: factorized, auto tiles, no prompt
+    (the family's zero caption token: no 12B text encoder to load), decoded straight into the MP4."""
+    w = Workflow(info)
+    video = w.add("LoadVideo", title="Low-resolution video", file="low_res.mp4")
+    parts = w.add("GetVideoComponents", video=(video, 0))
+    ckpt = w.add("CheckpointLoaderSimple", ckpt_name=LTX2_CHECKPOINT)
+    upscaled = w.add("TurboVSRUpscaleToVideo", model=(ckpt, 0), vae=(ckpt, 2), images=(parts, 0), scale=2.0, steps=4,
+                     strength=0.4, seed=0, resize_method="lanczos", color_correction="wavelet", factorized=True,
+                     vsr_conditioner=TRAINING_FREE_VSR, cfg=1.0, tile_size=0, memory_budget_mb=0, tile_overlap=4,
+                     segment_length=0, segment_overlap=2, weights="cosine", tile_batch=1, frame_rate=24.0, crf=19)
+    w.add("SaveVideo", video=(upscaled, 0), filename_prefix="video/turbovsr_ltx2", format="auto", codec="auto")
+    w.add("PreviewImage", title="Tile layout", images=(upscaled, 1))
+    return w
+
+
 STUDENT_BUNDLE = "turbo2k_student_ltxv_2b_bundle.safetensors"  # DiT + adapters (save_dit_bundle, docs/adapters.md)
 
 
@@ -317,6 +333,7 @@ WORKFLOWS = {
     "ltxv_t2v_rcm_4_steps.json": ltxv_rcm,
     "ltxv_t2v_token_shift_euler.json": ltxv_token_shift,
     "turbot2av_t2av_4_steps.json": turbot2av_t2av,
+    "ltx2_vsr_upscale.json": ltx2_vsr,
 }
 
 

@@ -29,9 +29,8 @@ from dataclasses import dataclass, field
 import torch
 
 from ..patches import core_compat, families
-from ..patches.families import ltxv
 
-CAPTION_CHANNELS = 4096  # T5-XXL width, LTX-Video's caption_channels
+CAPTION_CHANNELS = 4096  # T5-XXL width, LTX-Video's caption_channels (LTX-2: its family's context_width)
 DEFAULT_CONTEXT_TOKENS = 8
 RAW_OUTPUT_KEY = "turbovideo_training_raw_output"
 
@@ -51,6 +50,19 @@ class Base:
     def diffusion_model(self):
         return self.patcher.model.diffusion_model
 
+    @property
+    def family(self):
+        return families.family_of(self.patcher)
+
+    @property
+    def context_width(self) -> int:
+        """Width of the caption context the DiT's blocks take (LTX-Video: 4096; LTX-2: [video | audio] connector
+        outputs, e.g. 2 x 3840), as core's samplers hand it to apply_model."""
+        family = self.family
+        if family is None or family.context_width is None:
+            return CAPTION_CHANNELS
+        return family.context_width(self.diffusion_model)
+
     def use(self, patcher) -> None:
         """Makes `patcher`'s object patches the ones applied to the shared model."""
         if patcher is self.active or (self.active is not None and _same_patches(patcher, self.active)):
@@ -61,9 +73,9 @@ class Base:
         self.active = patcher
 
     def context(self, batch_size: int) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """(B, L, 4096) caption embedding and its (B, L) mask: the --context file, else zeros (no mask)."""
+        """(B, L, context_width) caption embedding and its (B, L) mask: the --context file, else zeros (no mask)."""
         if self.context_tokens is None:
-            zeros = torch.zeros(batch_size, DEFAULT_CONTEXT_TOKENS, CAPTION_CHANNELS, device=self.device)
+            zeros = torch.zeros(batch_size, DEFAULT_CONTEXT_TOKENS, self.context_width, device=self.device)
             return zeros.to(self.dtype), None
         tokens = self.context_tokens.to(self.device, self.dtype).expand(batch_size, -1, -1)
         mask = None if self.context_mask is None else self.context_mask.to(self.device).expand(batch_size, -1)
@@ -89,6 +101,7 @@ class Base:
         if context is None:
             context, context_mask = self.context(x.shape[0])
         extra_conds["attention_mask"] = context_mask  # LTX's forward takes it positionally, None is allowed
+        extra_conds = {**self.family.direct_call_conds(x), **extra_conds}  # what core's sampler would add
         raw = []
 
         def keep_raw_output(executor, *args, **kwargs):
@@ -178,18 +191,20 @@ def _config_metadata(path: str) -> str | None:
         return (handle.metadata() or {}).get("config")
 
 
-def read_context(path) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """A --context file: safetensors with `context` (L, 4096) or (1, L, 4096), optional `attention_mask` (L,)."""
+def read_context(path, width: int = CAPTION_CHANNELS) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """A --context file: safetensors with `context` (L, width) or (1, L, width), optional `attention_mask` (L,);
+    width is the base model's context width (LTX-Video: T5's 4096; LTX-2: the processed [video | audio] context)."""
     from safetensors.torch import load_file
 
     tensors = load_file(str(path))
     if "context" not in tensors:
-        raise ValueError(f"--context {path}: no 'context' tensor; save the caption embedding (L, 4096) under "
+        raise ValueError(f"--context {path}: no 'context' tensor; save the caption embedding (L, {width}) under "
                          "the key 'context' (docs/training.md)")
     context = tensors["context"].float()
     context = context[0] if context.ndim == 3 else context
-    if context.ndim != 2 or context.shape[-1] != CAPTION_CHANNELS:
-        raise ValueError(f"--context {path}: 'context' must be (L, {CAPTION_CHANNELS}), got {tuple(context.shape)}")
+    if context.ndim != 2 or context.shape[-1] != width:
+        raise ValueError(f"--context {path}: 'context' must be (L, {width}) for this base model, got "
+                         f"{tuple(context.shape)} (docs/training.md)")
     mask = tensors.get("attention_mask")
     return context, None if mask is None else mask.reshape(-1).long()
 
@@ -224,16 +239,15 @@ def checkpoint_blocks(patcher) -> None:
     """Gradient checkpointing of every DiT block, as block-replace patches set on `patcher` before any
     adapter patch (the pack's block patches chain to them). A block keeps only its inputs for the backward
     pass and runs again there: the activation memory of one block instead of all of them."""
-    if families.family_of(patcher) is not ltxv.FAMILY:  # core_compat.run_ltx_block runs LTX-Video blocks
-        raise ValueError(f"--gradient-checkpointing: checkpoints LTX-Video blocks; --model is "
-                         f"{families.describe(patcher)}")
-    for index, module in enumerate(ltxv.FAMILY.blocks_of(patcher.model.diffusion_model)):
+    families.require(patcher, families.CHECKPOINTING, "--gradient-checkpointing")
+    family = families.family_of(patcher)
+    for index, module in enumerate(family.blocks_of(patcher.model.diffusion_model)):
         patcher.set_model_patch_replace(_checkpointed_block(module), *core_compat.BLOCK_PATCH, index)
 
 
 def load_base(dit_path, vae_path=None, device=None, dtype=torch.float32, context_path=None,
               gradient_checkpointing: bool = False) -> Base:
-    """A frozen LTX-Video base on `device`; dit_path is a DiT file or a full checkpoint (then its VAE too)."""
+    """A frozen LTX-Video or LTX-2 base on `device`; dit_path is a DiT file or a full checkpoint (then its VAE too)."""
     ensure_comfy()
     import comfy.model_management
     import comfy.sd
@@ -249,9 +263,13 @@ def load_base(dit_path, vae_path=None, device=None, dtype=torch.float32, context
     if vae_path is not None:
         vae = _load_vae(str(vae_path))
     _freeze(patcher)
+    if families.family_of(patcher) is None:
+        raise ValueError(f"{dit_path}: ComfyUI loaded a {type(patcher.model).__name__} model; training runs on "
+                         f"{', '.join(f.name for f in families.FAMILIES)} base models")
     if gradient_checkpointing:
         checkpoint_blocks(patcher)
-    context, mask = read_context(context_path) if context_path is not None else (None, None)
-    base = Base(patcher, vae, device, dtype, context, mask, _config_metadata(dit_path))
+    base = Base(patcher, vae, device, dtype, None, None, _config_metadata(dit_path))
+    if context_path is not None:
+        base.context_tokens, base.context_mask = read_context(context_path, base.context_width)
     base.use(patcher)
     return base

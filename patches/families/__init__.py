@@ -8,8 +8,7 @@ from __future__ import annotations
 
 from .. import core_compat
 from . import ltx2, ltxv, wan
-from .family import (ATTENTION, DIT_LOADER, INT8, LR_FEATURES, STEP_SIZE, TILING, VSR, Family,  # noqa: F401
-                     VAEFamily)
+from .family import ATTENTION, CHECKPOINTING, DIT_LOADER, INT8, LR_FEATURES, STEP_SIZE, TILING, VSR, Family, VAEFamily  # noqa: F401
 
 FAMILIES: tuple[Family, ...] = (ltxv.FAMILY, ltx2.FAMILY, wan.FAMILY)
 VAE_FAMILIES: tuple[VAEFamily, ...] = (ltxv.VAE, wan.VAE)

@@ -281,3 +281,53 @@ def test_conds_per_model_call_is_the_batch_core_sends(comfy, tiny_models, captur
     result = host.run(prompt)
     assert result.ok, result.describe()
     assert answered == [expected] and max(batches) == expected, (answered, batches)
+
+
+def _native_layer(core_compat, generator):
+    import json
+
+    weight = torch.randn(48, 40, generator=generator)
+    scale = weight.abs().amax(dim=1, keepdim=True) / 127
+    state = {"weight": torch.round(weight / scale).to(torch.int8), "weight_scale": scale,
+             "comfy_quant": torch.tensor(list(json.dumps({"format": "int8_tensorwise"}).encode()), dtype=torch.uint8),
+             "bias": torch.randn(48, generator=generator)}
+    return core_compat.native_int8_linear(state, 40, 48, None, torch.float32), state
+
+
+def test_native_int8_is_detected_by_what_core_offers(comfy):
+    core_compat = _pack(comfy, "core_compat")
+    import comfy.ops
+    import comfy.quant_ops
+
+    offered = "int8_tensorwise" in getattr(comfy.quant_ops, "QUANT_ALGOS", {}) and hasattr(comfy.ops,
+                                                                                          "mixed_precision_ops")
+    assert (core_compat.native_int8_layout() is not None) == offered
+    if not offered:
+        assert not core_compat.is_native_int8(torch.nn.Linear(4, 4))
+        return
+    layer, state = _native_layer(core_compat, torch.Generator().manual_seed(3))
+    assert core_compat.is_native_int8(layer) and isinstance(layer.weight, comfy.quant_ops.QuantizedTensor)
+    x = torch.randn(5, 40)
+    q, scale = core_compat.native_int8_operands(layer, x)
+    assert torch.equal(q, state["weight"]) and torch.equal(scale, state["weight_scale"])
+    expected = torch.nn.functional.linear(x, state["weight"].float() * state["weight_scale"], state["bias"])
+    assert ((layer(x) - expected).norm() / expected.norm()).item() <= 1e-2  # core's own INT8 GEMM
+
+
+@pytest.mark.parametrize("change", ["weight_function", "comfy_cast_weights", "force_cast", "requires_grad"])
+def test_native_int8_operands_leave_core_its_own_cases(comfy, change):
+    core_compat = _pack(comfy, "core_compat")
+    if core_compat.native_int8_layout() is None:
+        pytest.skip("no native INT8 in this ComfyUI")
+    layer, _ = _native_layer(core_compat, torch.Generator().manual_seed(4))
+    x = torch.randn(5, 40)
+    assert core_compat.native_int8_operands(layer, x) is not None
+    if change == "weight_function":
+        layer.weight_function = [lambda w: w]
+    elif change == "comfy_cast_weights":
+        layer.comfy_cast_weights = True
+    elif change == "force_cast":
+        layer.comfy_force_cast_weights = True
+    else:
+        x.requires_grad_(True)
+    assert core_compat.native_int8_operands(layer, x) is None

@@ -58,8 +58,8 @@ def plans(comfy, monkeypatch):
     seen = []
     original = tile_plan.RunPlan.for_call
 
-    def recording(self, base_model, x):
-        settings = original(self, base_model, x)
+    def recording(self, *args):
+        settings = original(self, *args)
         seen.append(settings.tile)
         return settings
 

@@ -46,15 +46,19 @@ def wan_prompt(tiny_models, tiling=None, sampler="ksampler"):
     return prompt
 
 
-def ltx_prompt(tiny_models, tiling=None):
-    prompt = {"unet": {"class_type": "UNETLoader",
-                       "inputs": {"unet_name": tiny_models["ltxv_dit"], "weight_dtype": "default"}},
-              "pos": graphs.conditioning_node(0, True),
-              "latent": LTX_LATENT,
-              "sigmas": {"class_type": "LTXVScheduler", "inputs": {
-                  "steps": 3, "max_shift": 2.05, "base_shift": 0.95, "stretch": True, "terminal": 0.1,
-                  "latent": ["latent", 0]}},
-              "sampler": {"class_type": "KSamplerSelect", "inputs": {"sampler_name": "euler"}}}
+def ltx_prompt(tiny_models, tiling=None, family="ltxv", audio=False):
+    """LTX-Video, or LTX-2 video-only / with an audio latent (LTXVConcatAVLatent), on an 8 x 8 x 5 latent."""
+    if family == "ltxv":
+        prompt = {"unet": {"class_type": "UNETLoader",
+                           "inputs": {"unet_name": tiny_models["ltxv_dit"], "weight_dtype": "default"}},
+                  "pos": graphs.conditioning_node(0, True), "latent": LTX_LATENT}
+    else:  # 'ltx2' (19B layout) or 'ltx23' (LTX-2.3 switches; skipped on core 0.8.0)
+        dit = tiny_models["ltx23_dit" if family == "ltx23" else "ltx2_dit"]
+        prompt = graphs.ltx2_nodes(dit, frames=33, size=256, audio=audio, config=graphs.ltx2_config(family))
+    prompt.update({"sigmas": {"class_type": "LTXVScheduler", "inputs": {
+                       "steps": 3, "max_shift": 2.05, "base_shift": 0.95, "stretch": True, "terminal": 0.1,
+                       "latent": ["latent", 0]}},
+                   "sampler": {"class_type": "KSamplerSelect", "inputs": {"sampler_name": "euler"}}})
     model = ["unet", 0]
     if tiling is not None:
         prompt["tiled"] = tiled(model, **tiling)
@@ -64,11 +68,18 @@ def ltx_prompt(tiny_models, tiling=None):
     return prompt
 
 
-def run_latent(comfy, captured, prompt):
+def run_latent(comfy, captured, prompt, streams=1):
+    """The sampled latent; an audio-video one (`streams` 2) as its (video, audio) tensors."""
     captured.pop("latent", None)
     result = comfy.run(prompt)
     assert result.ok, result.describe()
     latent = captured["latent"]["samples"]
+    if streams > 1:
+        assert getattr(latent, "is_nested", False), "an audio-video latent comes back nested"
+        parts = latent.unbind()
+        assert len(parts) == streams and all(torch.isfinite(p).all() and p.std() > 0 for p in parts)
+        return parts
+    assert not getattr(latent, "is_nested", False)
     assert torch.isfinite(latent).all() and latent.std() > 0
     return latent
 
@@ -94,14 +105,64 @@ def test_wan_tile_batch_does_not_change_the_result(comfy, tiny_models, captured)
     torch.testing.assert_close(three, one, atol=1e-5, rtol=1e-5)
 
 
-def test_ltx_tiles_and_segments_stay_close(comfy, tiny_models, captured):
-    plain = run_latent(comfy, captured, ltx_prompt(tiny_models))
-    one = run_latent(comfy, captured, ltx_prompt(tiny_models, dict(tile=8)))
-    assert torch.equal(one, plain)
-    split = run_latent(comfy, captured, ltx_prompt(tiny_models, dict(tile=6, overlap=4, segment=4,
-                                                                       segment_overlap=2, tile_batch=2)))
+@pytest.mark.parametrize("family", ["ltxv", "ltx2", "ltx23"])
+def test_ltx_tiles_and_segments_stay_close(comfy, tiny_models, captured, clean_load, family):
+    """LTX-Video, and LTX-2 / LTX-2.3 video-only (a plain latent: empty audio)."""
+    plain = run_latent(comfy, captured, ltx_prompt(tiny_models, family=family))
+    one = run_latent(comfy, captured, ltx_prompt(tiny_models, dict(tile=8), family=family))
+    torch.testing.assert_close(one, plain, rtol=0, atol=1e-5)
+    split = run_latent(comfy, captured, ltx_prompt(tiny_models, dict(tile=6, overlap=4, segment=4, segment_overlap=2,
+                                                                     tile_batch=2), family=family))
     assert not torch.equal(split, plain)
     assert relative_error(split, plain) < 0.5
+
+
+def test_ltx2_windows_see_only_their_video_tokens(comfy, tiny_models, captured, monkeypatch):
+    """Under tiling every LTX-2 call gets its window's video latent and an empty audio stream."""
+    model_class = importlib.import_module("comfy.ldm.lightricks.av_model").LTXAVModel
+    original, seen = model_class.forward, []
+
+    def spy(self, x, *args, **kwargs):
+        seen.append([tuple(part.shape) for part in x])
+        return original(self, x, *args, **kwargs)
+
+    monkeypatch.setattr(model_class, "forward", spy)
+    run_latent(comfy, captured, ltx_prompt(tiny_models, dict(tile=6, overlap=4), family="ltx2"))
+    assert len(seen) == 3 * 4  # 3 steps x 2 x 2 windows
+    assert all(shapes == [(1, 128, 5, 6, 6)] for shapes in seen), seen
+
+
+@pytest.mark.parametrize("family", ["ltx2", "ltx23"])
+def test_ltx2_with_audio_one_window_is_untiled_and_more_are_refused(comfy, tiny_models, captured, family):
+    """An audio-video latent: one window runs the model untiled (audio and audio-video cross-attention exact);
+    more windows cannot keep the audio exact, and the error says how to run video-only."""
+    plain_video, plain_audio = run_latent(comfy, captured, ltx_prompt(tiny_models, family=family, audio=True), 2)
+    video, audio = run_latent(comfy, captured, ltx_prompt(tiny_models, dict(tile=8), family=family, audio=True), 2)
+    torch.testing.assert_close(video, plain_video, rtol=0, atol=1e-5)
+    torch.testing.assert_close(audio, plain_audio, rtol=0, atol=1e-5)
+    video_only = run_latent(comfy, captured, ltx_prompt(tiny_models, family=family))
+    assert relative_error(video_only, plain_video) > 1e-3, "audio must reach the video through a2v cross-attention"
+    result = comfy.run(ltx_prompt(tiny_models, dict(tile=6, overlap=4), family=family, audio=True))
+    assert not result.ok
+    message = result.describe()
+    assert "latent: TurboTiledModel tiles the video stream only" in message
+    assert "LTXVSeparateAVLatent" in message and "LTXVConcatAVLatent" in message, message
+
+
+def test_ltx2_audio_only_latent_is_refused_with_the_fix(comfy, tiny_models, captured):
+    from host.test_only_nodes import SOURCES
+
+    prompt = ltx_prompt(tiny_models, dict(tile=6, overlap=4), family="ltx2")
+    # a non-empty audio latent (LTXVAudioVAEEncode's); core turns an all-zero latent into an empty video latent
+    SOURCES["ltx2_audio_only"] = torch.randn(1, 8, 33, 16, generator=torch.Generator().manual_seed(3))
+    prompt["latent"] = {"class_type": "TurboTestLatentSource", "inputs": {"key": "ltx2_audio_only"}}
+    prompt["sigmas"] = {"class_type": "BasicScheduler",
+                        "inputs": {"model": ["unet", 0], "scheduler": "simple", "steps": 2, "denoise": 1.0}}
+    result = comfy.run(prompt)
+    assert not result.ok
+    message = result.describe()
+    assert "latent: TurboTiledModel tiles video latents" in message and "(1, 8, 1, 33, 16)" in message, message
+    assert "LTXVSeparateAVLatent" in message, message
 
 
 def test_interrupt_stops_between_tiles(comfy, tiny_models, captured, monkeypatch):

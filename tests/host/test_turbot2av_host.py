@@ -9,6 +9,7 @@ from tiny_models import turbot2av as tiny
 from tiny_models import turbowan as tiny_wan
 
 from host import graphs
+from host.test_int8_host import gemm_calls  # noqa: F401  (fixture: pack and comfy-kitchen INT8 GEMM calls)
 
 pytestmark = pytest.mark.host
 
@@ -226,12 +227,15 @@ def test_the_video_vae_is_the_base_checkpoints_as_core_loads_it(comfy, tiny_mode
               "ours": {"class_type": "VAEDecode", "inputs": {"samples": ["latent", 0], "vae": ["model", 1]}},
               "core": {"class_type": "VAEDecode", "inputs": {"samples": ["latent", 0], "vae": ["ckpt", 2]}}}
     prompt.update(graphs.capture(["ours", 0], "ours"))
-    prompt.update(graphs.capture(["core", 0], "core"))
+    prompt.update(graphs.capture(["model", 1], "our_vae"))
+    prompt.update(graphs.capture(["ckpt", 2], "core_vae"))
     captured.clear()
     result = comfy.run(prompt)
     assert result.ok, result.describe()
     assert captured["ours"].shape == (9, 64, 64, 3) and captured["ours"].std() > 0
-    assert torch.equal(captured["ours"], captured["core"])
+    # the LTX-2 decoder mixes fresh noise into every decode (docs/vae.md): the same VAE is the same weights
+    ours, core = (captured[key].first_stage_model.state_dict() for key in ("our_vae", "core_vae"))
+    assert ours.keys() == core.keys() and all(torch.equal(ours[key], core[key]) for key in core)
 
 
 @pytest.mark.parametrize("channels", [1, 2])
@@ -331,24 +335,21 @@ def turbot2av_audio(frames):
     return turbot2av.audio_latent_length(frames)
 
 
-def test_turbot2avs_speed_chain_runs_int8_and_sagesla(comfy, d64_files, captured, monkeypatch):
-    """The workflow's chain on the student: W8A8 per-channel on the block Linears, fused norms, SageSLA 0.3."""
+def test_turbot2avs_speed_chain_runs_int8_and_sagesla(comfy, d64_files, captured, gemm_calls):  # noqa: F811
+    """The workflow's chain on the student: W8A8 per-channel on the block Linears, fused norms, SageSLA 0.3.
+    On a core with native INT8 (0.27+) backend auto runs the faster of the pack's GEMM and comfy-kitchen's,
+    measured once per Linear shape on trial rows: the count is taken on a run after that measurement."""
     require("TurboAttention")
     require("TurboQuantizeINT8")
-    int8 = pack_module(comfy, "kernels.int8")
-    gemms, original = [], int8.linear
-
-    def counting(x, qw, sw, *args, **kwargs):
-        gemms.append(tuple(qw.shape))
-        return original(x, qw, sw, *args, **kwargs)
-
-    monkeypatch.setattr(int8, "linear", counting)
     chain = [("TurboQuantizeINT8", {"layers": "all", "granularity": "per_channel", "backend": "auto"}),
              ("TurboFusedNorms", {}), SAGESLA]
     plain = run_av(comfy, captured, None, d64_graph(d64_files, []))
+    run_av(comfy, captured, None, d64_graph(d64_files, chain))  # measures each new shape (trial calls)
+    gemm_calls.update(pack=0, core=0)
     fast = run_av(comfy, captured, None, d64_graph(d64_files, chain))
     block_linears = 2 * (6 * 4 + 2 * 2)  # 2 blocks x (6 attentions x q, k, v, out + 2 feed-forwards x 2)
-    assert len(gemms) == 4 * block_linears, len(gemms)  # every block Linear, every step, as INT8 GEMMs
+    # every block Linear, every step, as INT8 GEMMs
+    assert gemm_calls["pack"] + gemm_calls["core"] == 4 * block_linears, gemm_calls
     assert all(torch.isfinite(t).all() for t in fast) and 1e-3 < relative(fast, plain) < 0.5
 
 

@@ -1,14 +1,24 @@
 """Every committed workflow runs end to end on the host under test: converted as the frontend converts it,
 on tiny stand-ins for every file it names, text encoders swapped for TurboTestConditioning, sizes and frame
 counts scaled by one rule (host/workflow_prompt.py), every other node and widget as committed; it passes the
-host's validation and runs to each of its output nodes."""
+host's validation and runs to each of its output nodes. A workflow that decodes audio (LTXVAudioVAEDecode) writes
+MP4s whose soundtrack is that audio: stereo at the audio VAE's rate, as long as the decoded audio cut to the video."""
 import json
+import math
 import pathlib
 
 import pytest
 import torch
+from tiny_models import ltx2_audio
 
-from host.workflow_files import INPUT_FILES, MODEL_FILES, write_input_files, write_model_files
+from host.workflow_files import (
+    INPUT_FILES,
+    LTX2_CHECKPOINTS,
+    MODEL_FILES,
+    TURBOT2AV_BASE,
+    write_input_files,
+    write_model_files,
+)
 from host.workflow_prompt import e2e_prompt, named_files
 
 pytestmark = pytest.mark.host
@@ -16,6 +26,12 @@ pytestmark = pytest.mark.host
 PACK_ROOT = pathlib.Path(__file__).resolve().parents[2]
 WORKFLOWS = sorted((PACK_ROOT / "workflows").glob("*.json"))
 FILE_OUTPUTS = ("images", "videos", "video", "animated", "files")
+AUDIO_DECODERS = {"LTXVAudioVAEDecode"}
+# audio latent steps of the latent nodes an audio-video workflow starts from (TurboT2AV rounds, core rounds up:
+# ltx2_turbot2av.md 1.9 / 3), 25 latents per second
+AUDIO_STEPS = {"TurboT2AVEmptyLatent": lambda inputs: round(inputs["length"] / inputs["frame_rate"] * 25),
+               "LTXVEmptyLatentAudio": lambda inputs: math.ceil(inputs["frames_number"] / inputs["frame_rate"] * 25)}
+AAC_PRIMING = 1024  # samples FFmpeg's AAC encoder puts before the sound; the MP4's track duration counts them
 
 
 @pytest.fixture(scope="module")
@@ -60,6 +76,11 @@ def test_committed_workflow_runs_end_to_end(comfy, node_info, workflow_root, pat
     for node_id in _output_nodes(comfy, prompt):
         _assert_wrote_its_files(comfy, path.name, node_id, prompt[node_id], result.ui_outputs.get(node_id, {}),
                                 written)
+    if any(node["class_type"] in AUDIO_DECODERS for node in prompt.values()):
+        videos = sorted(name for name in written if name.endswith(".mp4"))
+        assert videos, f"{path.name} decodes audio but wrote no MP4: {sorted(written)}"
+        for name in videos:
+            _assert_soundtrack(comfy.work_dir / "output" / name, _audio_steps(prompt, path.name))
 
 
 def _assert_wrote_its_files(comfy, name, node_id, node, outputs, written):
@@ -72,3 +93,55 @@ def _assert_wrote_its_files(comfy, name, node_id, node, outputs, written):
     prefix = node["inputs"].get("filename_prefix")
     if not shown:
         assert prefix and any(file.startswith(prefix) for file in written), f"{where} wrote no file: {outputs}"
+
+
+def test_turbot2av_stand_in_is_a_student_of_the_base_stand_in(tmp_path):
+    """TurboT2AV.pth's stand-in is the base stand-in's DiT less the text connectors (same keys and shapes, under
+    `generator` / `model.`), and the base holds the config it is written with."""
+    import json
+
+    from safetensors import safe_open
+    from tiny_models import ltx2
+
+    student_folder, write_student = MODEL_FILES["TurboT2AV.pth"]
+    base_folder, write_base = MODEL_FILES[TURBOT2AV_BASE]
+    assert (student_folder, base_folder) == ("diffusion_models", "checkpoints")
+    write_student(tmp_path / "TurboT2AV.pth", 3)
+    write_base(tmp_path / TURBOT2AV_BASE, 4)
+    student = torch.load(tmp_path / "TurboT2AV.pth", weights_only=True)["generator"]
+    prefix = "model.diffusion_model."
+    with safe_open(str(tmp_path / TURBOT2AV_BASE), "pt") as base:
+        config = json.loads(base.metadata()["config"])["transformer"]
+        dit = {k[len(prefix):]: tuple(base.get_slice(k).get_shape()) for k in base.keys() if k.startswith(prefix)}
+    assert config == LTX2_CHECKPOINTS[TURBOT2AV_BASE]
+    expected = {k: s for k, s in dit.items() if not k.startswith(ltx2.CONNECTOR_PREFIXES)}
+    assert len(expected) < len(dit)
+    assert {k: tuple(v.shape) for k, v in student.items()} == {f"model.{k}": s for k, s in expected.items()}
+
+
+def _audio_steps(prompt, name):
+    steps = [AUDIO_STEPS[node["class_type"]](node["inputs"]) for node in prompt.values()
+             if node["class_type"] in AUDIO_STEPS]
+    assert len(steps) == 1, f"{name}: expected one audio latent node of {sorted(AUDIO_STEPS)}, found {len(steps)}"
+    return steps[0]
+
+
+def _assert_soundtrack(path, audio_steps):
+    """The MP4 has the decoded audio as its soundtrack: one stereo AAC stream at the tiny audio VAE's output rate,
+    holding the waveform LTXVAudioVAEDecode gives for `audio_steps` latents, cut to the video's length."""
+    import av
+
+    rate = ltx2_audio.output_sample_rate()
+    with av.open(str(path)) as container:
+        assert len(container.streams.audio) == 1, f"{path.name}: {len(container.streams.audio)} audio streams"
+        stream, fps = container.streams.audio[0], container.streams.video[0].average_rate
+        assert (stream.rate, stream.channels) == (rate, 2), f"{path.name}: {stream.rate} Hz, {stream.channels} ch"
+        frames = sum(1 for _ in container.decode(video=0))
+        container.seek(0)
+        sound = torch.cat([torch.from_numpy(f.to_ndarray()).reshape(2, -1) for f in container.decode(audio=0)], 1)
+        samples = int(stream.duration * stream.time_base * rate) - AAC_PRIMING
+    expected = min(ltx2_audio.waveform_samples(audio_steps), math.ceil(rate * frames / fps))
+    assert samples == expected, (f"{path.name}: a soundtrack of {samples} samples, expected {expected} "
+                                 f"({audio_steps} audio latents, {frames} frames at {fps} fps)")
+    assert sound.shape[1] >= samples and torch.isfinite(sound).all() and sound.std() > 0, (
+        f"{path.name}: the soundtrack decodes to {sound.shape[1]} samples, std {sound.std():.3g}")

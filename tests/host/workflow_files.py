@@ -13,14 +13,17 @@ indices in a workflow (Turbo2K's fusion blocks 0, 7, 14, 21) exist.
 
 Text encoders have no tiny stand-in: TEXT_ENCODER_LOADERS are dropped, and every node in TEXT_ENCODE_NODES
 becomes TurboTestConditioning with the width (and attention mask) of the encoder its loader names
-(TEXT_ENCODERS, by the loader's `type` widget).
+(TEXT_ENCODERS, by the loader's `type` widget). LTX-2's Gemma loader (LTXAV_TEXT_ENCODER_LOADERS) has no `type`:
+its encode nodes become TurboTestLTX2Conditioning in the form this host's Gemma encoder gives, with the widths
+of the transformer config in the checkpoint its widget names (LTX2_CHECKPOINTS, the config that file's tiny
+stand-in is written with).
 """
 from __future__ import annotations
 
 import pathlib
 
 import torch
-from tiny_models import ltxv, turbowan, wan
+from tiny_models import ltx2, ltxv, turbot2av, turbowan, wan
 from tiny_models.random_weights import randomised
 from turbovideo.models.dit_bundle import save_dit_bundle
 from turbovideo.models.fusion_blocks import FusionAdapter, save_fusion_adapter
@@ -33,7 +36,11 @@ TRAINED_STEP_SIZES = [1.0, 0.5, 0.25, 0.125]
 
 # text-encoder loader `type` -> what TurboTestConditioning stands in for (T5-XXL for LTX-Video, umt5-xxl for Wan)
 TEXT_ENCODERS = {"ltxv": {"width": 4096, "attention_mask": True}, "wan": {"width": 4096, "attention_mask": False}}
-TEXT_ENCODER_LOADERS = {"CLIPLoader"}
+# LTX-2 checkpoint -> the transformer config of its tiny stand-in (its DiT, and the text widths it is read with)
+LTX2_CHECKPOINTS = {"ltx-2-19b-dev.safetensors": ltx2.TRANSFORMER_19B}
+# loaders of LTX-2's Gemma encoder -> the widget naming the checkpoint whose text projection they read
+LTXAV_TEXT_ENCODER_LOADERS = {"LTXAVTextEncoderLoader": "ckpt_name"}
+TEXT_ENCODER_LOADERS = {"CLIPLoader", *LTXAV_TEXT_ENCODER_LOADERS}
 TEXT_ENCODE_NODES = {"CLIPTextEncode": "clip"}  # node type -> its input from the loader
 
 
@@ -74,6 +81,21 @@ def _turbowan(variant, quantized):
     return write
 
 
+def _ltx2_checkpoint(name):
+    def write(path, seed):
+        return ltx2.write_checkpoint(path, LTX2_CHECKPOINTS[name], seed=seed)
+
+    return write
+
+
+TURBOT2AV_BASE = "ltx-2-19b-dev.safetensors"  # what the student was distilled from: its DiT config
+
+
+def _turbot2av_student(path, seed):
+    """TurboT2AV's model.pth: the base's DiT without its text connectors, under `generator` / `model.`."""
+    return turbot2av.write_student(path, turbot2av.student_weights(LTX2_CHECKPOINTS[TURBOT2AV_BASE], seed=seed))
+
+
 MODEL_FILES = {
     "ltxv-2b-0.9.8-distilled.safetensors": ("checkpoints", _ltxv_checkpoint),
     "ltxv_2b_step_size_embedder.safetensors": ("turbovideo", _step_embedder),
@@ -81,6 +103,9 @@ MODEL_FILES = {
     "ltxv_2b_vsr_conditioner.safetensors": ("turbovideo", _vsr_conditioner),
     "turbo2k_student_ltxv_2b_bundle.safetensors": ("diffusion_models", _student_bundle),
     "wan_2.1_vae.safetensors": ("vae", lambda path, seed: wan.write_vae(path, seed=seed)),
+    # the LTX-2 DiT (19B layout), video VAE (tiny_models/ltx2_vae.py), audio VAE + vocoder (ltx2_audio.py)
+    "ltx-2-19b-dev.safetensors": ("checkpoints", _ltx2_checkpoint("ltx-2-19b-dev.safetensors")),
+    "TurboT2AV.pth": ("diffusion_models", _turbot2av_student),
     "TurboWan2.1-T2V-1.3B-480P.pth": ("diffusion_models", _turbowan("t2v", quantized=False)),
     "TurboWan2.2-I2V-A14B-high-720P-quant.pth": ("diffusion_models", _turbowan("i2v", quantized=True)),
     "TurboWan2.2-I2V-A14B-low-720P-quant.pth": ("diffusion_models", _turbowan("i2v", quantized=True)),

@@ -4,7 +4,7 @@ import types
 
 import pytest
 import torch
-from turbovideo.kernels import attention
+from turbovideo.kernels import attention, attention_torch
 from turbovideo.kernels import attention_reference as ref
 from unit.test_attention_cases import block_sparse64, exact64, generator, qkv
 
@@ -30,20 +30,21 @@ def test_sagesla_blocks_follow_the_gpu_generation(monkeypatch, capability, block
     assert attention.sla_blocks(torch.zeros(1), "sagesla") == (128, 64)
 
 
-def test_the_dispatcher_runs_the_chosen_blocks(monkeypatch):
+@pytest.mark.parametrize("implementation,module", [("reference", ref), ("torch", attention_torch)])
+def test_the_dispatcher_runs_the_chosen_blocks(monkeypatch, implementation, module):
     seen = []
-    original = ref.sla_attention
+    original = module.sla_attention
 
     def recording(*args, **kwargs):
         seen.append((kwargs["block_q"], kwargs["block_k"]))
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(ref, "sla_attention", recording)
-    q, k, v = qkv(generator("blocks-dispatch"), 150, 150, 64)
-    attention.attention(q, k, v, "sagesla", topk=0.3, implementation="torch")
+    monkeypatch.setattr(module, "sla_attention", recording)
+    q, k, v = qkv(generator("blocks-dispatch", implementation), 150, 150, 64)
+    attention.attention(q, k, v, "sagesla", topk=0.3, implementation=implementation)
     monkeypatch.setattr(attention, "sla_blocks", lambda q, backend: (64, 128))
-    attention.attention(q, k, v, "sagesla", topk=0.3, implementation="torch")
-    attention.attention(q, k, v, "sagesla", topk=0.3, implementation="torch", blocks=(32, 32))
+    attention.attention(q, k, v, "sagesla", topk=0.3, implementation=implementation)
+    attention.attention(q, k, v, "sagesla", topk=0.3, implementation=implementation, blocks=(32, 32))
     assert seen == [(128, 64), (64, 128), (32, 32)]
 
 
