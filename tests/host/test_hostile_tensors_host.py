@@ -106,6 +106,16 @@ def test_bad_image_and_latent_inputs_are_refused_naming_the_input(host, tiny_mod
     assert_clear_error(host, prompt, case)
 
 
+def test_an_audio_video_latent_with_a_nan_audio_stream_is_refused_naming_the_stream(host, tiny_models):
+    """An LTX-2 audio-video LATENT (a NestedTensor of video, audio): every stream's values are checked."""
+    from comfy.nested_tensor import NestedTensor
+
+    audio = torch.randn(1, 8, 2, 16)
+    audio[0, 3, 1, 5] = float("nan")
+    case = Case("guidance-av-nan-audio", SILENT, ("lr_latent \\(stream 1, audio\\)", "NaN or infinite"))
+    assert_clear_error(host, guidance(tiny_models, NestedTensor([LATENT.clone(), audio])), case)
+
+
 def _mp4s(comfy) -> set:
     return set((comfy.work_dir / "temp").rglob("*.mp4")) | set((comfy.work_dir / "temp").rglob("*.partial"))
 
