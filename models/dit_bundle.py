@@ -18,11 +18,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import torch
-from safetensors import safe_open
-from safetensors.torch import load_file, save_file
 
 from . import fusion_blocks, step_embedder, vsr_conditioner
 from .adapter_metadata import KIND_KEY
+from .checkpoint_files import FileRole, check_tensors, read_safetensors, save_safetensors
 
 BUNDLE_KEY = "turbovideo_bundle"
 BUNDLE_VERSION = "1"
@@ -100,8 +99,7 @@ def _checked_tensors(tensors: dict, expected: dict, where: str, label: str) -> d
         if tuple(tensors[key].shape) != tuple(shape):
             raise ValueError(f"{where}: {label} tensor {key} has shape {tuple(tensors[key].shape)}, its metadata "
                              f"needs {tuple(shape)}")
-        if not bool(torch.isfinite(tensors[key]).all()):
-            raise ValueError(f"{where}: {label} tensor {key} holds NaN or infinite values")
+    check_tensors({key: tensors[key] for key in expected}, f"{where}: {label}")
     return {key: tensors[key].float() for key in expected}
 
 
@@ -127,15 +125,18 @@ def build_adapter(kind: str, tensors: dict, metadata: dict, where: str):
     return conditioner.requires_grad_(False)
 
 
+ADAPTER_FILE = FileRole("adapter_files", "a TurboVideo adapter", "(written by save_fusion_adapter, "
+                                                                  "save_step_embedder or save_vsr_conditioner)")
+DIT_FILE = FileRole("dit", "an LTX-Video or LTX-2 DiT", "(a .safetensors state dict, as UNETLoader reads)")
+
+
 def _read_adapter_file(path: str) -> tuple[str, dict, dict]:
-    with safe_open(path, framework="pt", device="cpu") as handle:
-        metadata = handle.metadata() or {}
-        kind = metadata.get(KIND_KEY)
-        if kind not in KINDS:
-            raise ValueError(f"{path} is not a TurboVideo adapter file ({KIND_KEY}={kind!r}); bundle files "
-                             f"written by save_fusion_adapter, save_step_embedder or save_vsr_conditioner")
-        tensors = {key: handle.get_tensor(key) for key in handle.keys()}
-    LOADERS[kind](path)  # the kind's own loader checks every key, shape and value
+    tensors, metadata = read_safetensors(path, ADAPTER_FILE)
+    kind = metadata.get(KIND_KEY)
+    if kind not in KINDS:
+        raise ValueError(f"{path} is not a TurboVideo adapter file ({KIND_KEY}={kind!r}); bundle files "
+                         f"written by save_fusion_adapter, save_step_embedder or save_vsr_conditioner")
+    LOADERS[kind](path, "adapter_files")  # the kind's own loader checks every key, shape and value
     return kind, tensors, metadata
 
 
@@ -143,9 +144,8 @@ def save_dit_bundle(path, dit, adapter_files: Sequence, dit_metadata: dict | Non
     """Writes DiT + adapters into one safetensors; `dit` is a safetensors path (its metadata is kept) or a
     state dict. Returns the embedded adapter kinds. Each adapter file is checked by its own loader."""
     if isinstance(dit, (str, pathlib.Path)):
-        with safe_open(str(dit), framework="pt", device="cpu") as handle:
-            dit_metadata = {**(handle.metadata() or {}), **(dit_metadata or {})}
-        dit = load_file(str(dit))
+        dit, file_metadata = read_safetensors(dit, DIT_FILE)
+        dit_metadata = {**file_metadata, **(dit_metadata or {})}
     tensors = {key: value.contiguous() for key, value in dit.items()}
     clashing = sorted(key for key in tensors if _kind_of(key) is not None or key == BUNDLE_KEY)
     if clashing:
@@ -160,5 +160,5 @@ def save_dit_bundle(path, dit, adapter_files: Sequence, dit_metadata: dict | Non
         entries[kind] = metadata
     metadata = {**(dit_metadata or {}), BUNDLE_KEY: json.dumps({"format_version": BUNDLE_VERSION,
                                                                 "adapters": entries})}
-    save_file(tensors, str(path), metadata=metadata)
+    save_safetensors(tensors, path, metadata)
     return list(entries)

@@ -21,10 +21,10 @@ from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
-from safetensors.torch import save_file
 from torch import nn
 
 from .adapter_metadata import check_adapter_metadata, open_adapter
+from .checkpoint_files import check_tensors, save_safetensors, where
 
 ADAPTER_KIND = "fusion_blocks"
 FORMAT_VERSION = "1"
@@ -162,47 +162,49 @@ def save_fusion_adapter(path, adapter: FusionAdapter) -> None:
     """Writes the adapter as safetensors: float32 tensors under 'fusion.', the metadata of docs/lrhr.md."""
     tensors = {KEY_PREFIX + k: v.detach().to("cpu", torch.float32).contiguous()
                for k, v in adapter.state_dict().items()}
-    save_file(tensors, str(path), metadata=adapter.metadata())
+    save_safetensors(tensors, path, adapter.metadata())
 
 
-def _open(path: str):
-    return open_adapter(path, "fusion adapter", "save_fusion_adapter", "docs/lrhr.md")
+def _open(path: str, input_name: str):
+    return open_adapter(path, "fusion adapter", "save_fusion_adapter", "docs/lrhr.md", input_name)
 
 
-def adapter_from_metadata(path: str, metadata: dict | None) -> FusionAdapter:
-    metadata = check_adapter_metadata(path, metadata, ADAPTER_KIND, FORMAT_VERSION, "fusion adapter",
+def adapter_from_metadata(at: str, metadata: dict | None) -> FusionAdapter:
+    metadata = check_adapter_metadata(at, metadata, ADAPTER_KIND, FORMAT_VERSION, "fusion adapter",
                                       "save_fusion_adapter", "docs/lrhr.md")
     try:
         return FusionAdapter(int(metadata["lr_width"]), int(metadata["hr_width"]), json.loads(metadata["hr_blocks"]),
                              json.loads(metadata["lr_blocks"]), int(metadata["num_blocks"]),
                              float(metadata["mlp_ratio"]), metadata["resize"])
     except (KeyError, ValueError, TypeError) as error:
-        raise ValueError(f"{path}: fusion adapter metadata is incomplete or malformed ({error}); it needs lr_width, "
+        raise ValueError(f"{at}: fusion adapter metadata is incomplete or malformed ({error}); it needs lr_width, "
                          "hr_width, hr_blocks, lr_blocks, num_blocks, mlp_ratio, resize (docs/lrhr.md)") from None
 
 
-def read_fusion_header(path) -> FusionAdapter:
+def read_fusion_header(path, input_name: str = "adapter") -> FusionAdapter:
     """An untrained adapter built from the file's metadata alone; raises if it is not a fusion adapter."""
     path = str(pathlib.Path(path))
-    with _open(path) as handle:
-        return adapter_from_metadata(path, handle.metadata())
+    with _open(path, input_name) as handle:
+        return adapter_from_metadata(where(path, input_name), handle.metadata())
 
 
-def load_fusion_adapter(path) -> FusionAdapter:
-    """Reads an adapter file -> a float32 FusionAdapter on the CPU; every key and shape is checked."""
+def load_fusion_adapter(path, input_name: str = "adapter") -> FusionAdapter:
+    """Reads an adapter file -> a float32 FusionAdapter on the CPU; every key, shape and value is checked."""
     path = str(pathlib.Path(path))
-    with _open(path) as handle:
-        adapter = adapter_from_metadata(path, handle.metadata())
+    at = where(path, input_name)
+    with _open(path, input_name) as handle:
+        adapter = adapter_from_metadata(at, handle.metadata())
         expected = {KEY_PREFIX + k: tuple(v.shape) for k, v in adapter.state_dict().items()}
         missing = sorted(set(expected) - set(handle.keys()))
         extra = sorted(set(handle.keys()) - set(expected))
         if missing or extra:
-            raise ValueError(f"{path}: fusion adapter keys do not match its metadata (missing {missing[:6]}, "
+            raise ValueError(f"{at}: fusion adapter keys do not match its metadata (missing {missing[:6]}, "
                              f"unexpected {extra[:6]}); write it again with save_fusion_adapter")
         tensors = {key: handle.get_tensor(key) for key in expected}
     for key, shape in expected.items():
         if tuple(tensors[key].shape) != shape:
-            raise ValueError(f"{path}: {key} has shape {tuple(tensors[key].shape)} but the metadata "
+            raise ValueError(f"{at}: {key} has shape {tuple(tensors[key].shape)} but the metadata "
                              f"(lr_width, hr_width, mlp_ratio) needs {shape}")
+    check_tensors(tensors, at)
     adapter.load_state_dict({k[len(KEY_PREFIX):]: v.float() for k, v in tensors.items()})
     return adapter

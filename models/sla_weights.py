@@ -12,6 +12,10 @@ import re
 
 import torch
 
+from .checkpoint_files import FileRole, check_tensors, open_safetensors, save_safetensors, where
+
+ROLE = FileRole("proj_l", "SLA proj_l weights", "(a .safetensors file in the format of docs/attention.md)")
+
 KEY_FORMAT = "blocks.{}.self_attn.attn_op.local_attn.proj_l.{}"
 _KEY = re.compile(r"^(?:net\.|model\.diffusion_model\.|diffusion_model\.|model\.)?"
                   r"blocks\.(\d+)\.self_attn\.attn_op\.local_attn\.proj_l\.(weight|bias)$")
@@ -48,10 +52,8 @@ def _describe_problem(name: str, found: dict, shapes: dict) -> str | None:
 
 def read_proj_l_header(path, name: str | None = None) -> tuple[int, list[int]]:
     """(head_dim, block indices) from the file's header alone; ValueError if it holds no valid proj_l."""
-    from safetensors import safe_open
-
-    name = name or str(path)
-    with safe_open(str(path), framework="pt") as handle:
+    name = where(name or path, ROLE.input_name)
+    with open_safetensors(path, ROLE) as handle:
         found = proj_l_keys(handle.keys())
         shapes = {key: tuple(handle.get_slice(key).get_shape()) for keys in found.values() for key in keys.values()}
     problem = _describe_problem(name, found, shapes)
@@ -68,6 +70,7 @@ def proj_l_from_state_dict(state_dict: dict, name: str = "state dict") -> dict:
     problem = _describe_problem(name, found, shapes)
     if problem:
         raise ValueError(problem)
+    check_tensors({key: state_dict[key] for keys in found.values() for key in keys.values()}, name)
     weights = {}
     for block, keys in found.items():
         bias = state_dict[keys["bias"]].float() if "bias" in keys else None
@@ -77,11 +80,9 @@ def proj_l_from_state_dict(state_dict: dict, name: str = "state dict") -> dict:
 
 def load_proj_l(path, name: str | None = None) -> dict:
     """Reads only the proj_l tensors of a safetensors file (a full checkpoint is not loaded)."""
-    from safetensors import safe_open
-
-    name = name or str(path)
     read_proj_l_header(path, name)
-    with safe_open(str(path), framework="pt") as handle:
+    name = where(name or path, ROLE.input_name)
+    with open_safetensors(path, ROLE) as handle:
         found = proj_l_keys(handle.keys())
         tensors = {key: handle.get_tensor(key) for keys in found.values() for key in keys.values()}
     return proj_l_from_state_dict(tensors, name)
@@ -89,14 +90,12 @@ def load_proj_l(path, name: str | None = None) -> dict:
 
 def save_proj_l(path, weights: dict) -> None:
     """Writes {block: (weight, bias or None)} in the format above."""
-    from safetensors.torch import save_file
-
     tensors = {}
     for block, (weight, bias) in weights.items():
         tensors[KEY_FORMAT.format(block, "weight")] = weight.detach().float().contiguous()
         if bias is not None:
             tensors[KEY_FORMAT.format(block, "bias")] = bias.detach().float().contiguous()
-    save_file(tensors, str(path), metadata={"turbovideo_adapter": "sla_proj_l"})
+    save_safetensors(tensors, path, {"turbovideo_adapter": "sla_proj_l"})
 
 
 def check_fits(weights_head_dim: int, blocks: list[int], head_dim: int, num_blocks: int, name: str) -> None:

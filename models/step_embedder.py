@@ -15,10 +15,10 @@ import pathlib
 from collections.abc import Sequence
 
 import torch
-from safetensors.torch import save_file
 from torch import nn
 
 from .adapter_metadata import check_adapter_metadata, open_adapter
+from .checkpoint_files import check_tensors, save_safetensors, where
 
 EMBEDDING_CHANNELS = 256  # 128 frequencies, cos and sin
 MAX_PERIOD = 10000.0
@@ -88,54 +88,57 @@ def save_step_embedder(path, embedder: StepSizeEmbedder, trained_step_sizes: Seq
                for k, v in embedder.state_dict().items()}
     metadata = {"turbovideo_adapter": ADAPTER_KIND, "format_version": FORMAT_VERSION,
                 "width": str(embedder.width), "trained_step_sizes": json.dumps(sizes)}
-    save_file(tensors, str(path), metadata=metadata)
+    save_safetensors(tensors, path, metadata)
 
 
-def read_metadata(path: str, metadata: dict | None) -> tuple[int, list[float]]:
-    metadata = check_adapter_metadata(path, metadata, ADAPTER_KIND, FORMAT_VERSION, "step-size adapter",
+def read_metadata(at: str, metadata: dict | None) -> tuple[int, list[float]]:
+    metadata = check_adapter_metadata(at, metadata, ADAPTER_KIND, FORMAT_VERSION, "step-size adapter",
                                       "save_step_embedder", "docs/adapters.md")
     try:
         width = int(metadata["width"])
         sizes = json.loads(metadata["trained_step_sizes"])
     except (KeyError, ValueError) as error:
-        raise ValueError(f"{path}: step-size adapter metadata is incomplete or malformed ({error!r}); it needs "
+        raise ValueError(f"{at}: step-size adapter metadata is incomplete or malformed ({error!r}); it needs "
                          "'width' (an integer) and 'trained_step_sizes' (a JSON list)") from None
     if not isinstance(sizes, list):
-        raise ValueError(f"{path}: trained_step_sizes must be a JSON list, got {sizes!r}")
-    return width, _checked_step_sizes(sizes, str(path))
+        raise ValueError(f"{at}: trained_step_sizes must be a JSON list, got {sizes!r}")
+    return width, _checked_step_sizes(sizes, at)
 
 
-def _read_tensors(path: str, handle, width: int) -> dict[str, torch.Tensor]:
+def _read_tensors(at: str, handle, width: int) -> dict[str, torch.Tensor]:
     shapes = expected_shapes(width)
     missing = sorted(set(shapes) - set(handle.keys()))
     if missing:
-        raise ValueError(f"{path}: step-size adapter is missing keys {missing}; the file is incomplete, "
+        raise ValueError(f"{at}: step-size adapter is missing keys {missing}; the file is incomplete, "
                          "write it again with save_step_embedder")
     tensors = {key: handle.get_tensor(key) for key in shapes}
     for key, shape in shapes.items():
         if tuple(tensors[key].shape) != shape:
-            raise ValueError(f"{path}: {key} has shape {tuple(tensors[key].shape)} but width {width} needs "
+            raise ValueError(f"{at}: {key} has shape {tuple(tensors[key].shape)} but width {width} needs "
                              f"{shape}; the file's tensors do not match its 'width' metadata")
+    check_tensors(tensors, at)
     return tensors
 
 
-def _open(path: str):
-    return open_adapter(path, "step-size adapter", "save_step_embedder", "docs/adapters.md")
+def _open(path: str, input_name: str):
+    return open_adapter(path, "step-size adapter", "save_step_embedder", "docs/adapters.md", input_name)
 
 
-def read_step_embedder_header(path) -> tuple[int, list[float]]:
+def read_step_embedder_header(path, input_name: str = "adapter") -> tuple[int, list[float]]:
     """(width, trained step sizes) from the file's metadata alone; raises if it is not a step-size adapter."""
     path = str(pathlib.Path(path))
-    with _open(path) as handle:
-        return read_metadata(path, handle.metadata())
+    with _open(path, input_name) as handle:
+        return read_metadata(where(path, input_name), handle.metadata())
 
 
-def load_step_embedder(path) -> tuple[StepSizeEmbedder, list[float]]:
-    """Reads an adapter file -> (float32 embedder on the CPU, its trained step sizes)."""
+def load_step_embedder(path, input_name: str = "adapter") -> tuple[StepSizeEmbedder, list[float]]:
+    """Reads an adapter file -> (float32 embedder on the CPU, its trained step sizes); every key, shape and
+    value is checked."""
     path = str(pathlib.Path(path))
-    with _open(path) as handle:
-        width, sizes = read_metadata(path, handle.metadata())
-        tensors = _read_tensors(path, handle, width)
+    with _open(path, input_name) as handle:
+        at = where(path, input_name)
+        width, sizes = read_metadata(at, handle.metadata())
+        tensors = _read_tensors(at, handle, width)
     embedder = StepSizeEmbedder(width)
     embedder.load_state_dict({k[len(KEY_PREFIX):]: v for k, v in tensors.items()})
     return embedder, sizes

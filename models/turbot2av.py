@@ -17,6 +17,7 @@ import torch
 from safetensors import safe_open
 
 from . import turbot2av_file
+from .checkpoint_files import check_tensors
 
 # TurboT2AV's loader: ckpt.get("generator", ckpt.get("model", ckpt.get("state_dict", ckpt))), then its
 # wrapper prefixes `model.` (trig wrapper: model.<k>; native-RF wrapper: model.velocity_model.<k>)
@@ -134,12 +135,22 @@ def read_student(path, name: str) -> Student:
     """The student's bare LTXAV tensors from a TurboT2AV .pth (or a .safetensors copy of one)."""
     loaded, metadata = turbot2av_file.read(path, name, "student")
     if metadata.get("format") == FORMAT:
+        _check_values(loaded, name)
         return Student(dict(loaded), "", [], converted=metadata)
     sd = state_dict_of(loaded, name)
     check_not_another_model(sd, name)
     bare = {bare_key(k): v for k, v in sd.items()}
     weights, dropped = drop_acceleration_keys(bare)
+    _check_values(weights, name)
     return Student(weights, _file_prefix(sd), dropped)
+
+
+def _check_values(weights: dict, name: str) -> None:
+    """Float weights with finite values (models/checkpoint_files), else an error naming the tensor."""
+    try:
+        check_tensors(weights, f"student: '{name}'", fix="the file is damaged: re-download it")
+    except ValueError as error:
+        raise TurboT2AVError(str(error)) from None
 
 
 # --- the base checkpoint ------------------------------------------------------------------------------

@@ -1,70 +1,62 @@
-"""Opening a model file for TurboT2AVLoader with errors that say what is wrong and what to do.
+"""Opening a model file for TurboT2AVLoader: the pack's one way to open files (models/checkpoint_files.py).
 
 `.pth` / `.pt` are read with torch.load(weights_only=True) only, memory-mapped where the file allows it
 (a 19B student is not read into RAM first): a pickle that holds code or other Python objects is refused
-and nothing in it runs. `.safetensors` are read with safetensors. All opening goes through `read`, so a
-shared model-file helper can take its place in one spot.
+and nothing in it runs. `.safetensors` open with their header checked. Errors name the input, the file,
+what it is and what the input needs.
 """
 from __future__ import annotations
 
 import pathlib
-import pickle
 
-import torch
-from safetensors import SafetensorError, safe_open
+from .checkpoint_files import (
+    PICKLE_SUFFIXES,
+    CheckpointFileError,
+    FileRole,
+    file_error,
+    open_safetensors,
+    read_pickle_weights,
+)
+from .checkpoint_files import read_safetensors as _read_safetensors
 
-TORCH_SUFFIXES = (".pth", ".pt", ".ckpt", ".bin")
-REFUSED = "Weights only load failed"
+TORCH_SUFFIXES = PICKLE_SUFFIXES
+WHAT = {"student": ("TurboT2AV's model.pth", "(the released file, or the .safetensors tools/convert_turbot2av.py "
+                                             "makes of it; re-download it if it is damaged)"),
+        "base_checkpoint": ("the LTX-2 19B checkpoint", "(ltx-2-19b-dev*.safetensors; re-download it if it is "
+                                                        "damaged)")}
 
 
-class ModelFileError(ValueError):
+class ModelFileError(CheckpointFileError):
     """A file that cannot be opened as tensors; the message names the input and the fix."""
 
 
-def _detail(error: BaseException) -> str:
-    lines = [line.strip() for line in str(error).splitlines() if "WeightsUnpickler error" in line or
-             line.strip().startswith("Unsupported")]
-    return (lines[-1] if lines else str(error).splitlines()[0] if str(error) else type(error).__name__)[:200]
+def role(input_name: str) -> FileRole:
+    what, load_with = WHAT.get(input_name, ("a model file", "(re-download it if it is damaged)"))
+    return FileRole(input_name, what, load_with)
 
 
-def _torch_load(path: pathlib.Path, mmap: bool):
-    return torch.load(str(path), map_location="cpu", weights_only=True, mmap=mmap)
+def _as_model_error(call, *args):
+    try:
+        return call(*args)
+    except CheckpointFileError as error:
+        raise ModelFileError(str(error)) from None
 
 
 def read_pickle(path: pathlib.Path, name: str, input_name: str):
     """torch.load(weights_only=True), memory-mapped when the file is a zip-format torch.save."""
-    try:
-        try:
-            return _torch_load(path, mmap=True)
-        except RuntimeError as error:  # legacy (non-zip) files cannot be memory-mapped
-            if "mmap" not in str(error):
-                raise
-            return _torch_load(path, mmap=False)
-    except pickle.UnpicklingError as error:
-        if REFUSED not in str(error):
-            raise ModelFileError(f"{input_name}: '{name}' is not a PyTorch checkpoint ({_detail(error)})") from None
-        raise ModelFileError(
-            f"{input_name}: '{name}' holds Python objects or code besides tensors, so it was refused and nothing in "
-            f"it was run (only plain tensors are read, with torch.load(weights_only=True)). Use the original "
-            f"released file. Details: {_detail(error)}") from None
-    except (RuntimeError, EOFError) as error:
-        raise ModelFileError(
-            f"{input_name}: '{name}' is truncated or damaged ({_detail(error)}); re-download it") from None
+    return _as_model_error(read_pickle_weights, path, role(input_name))
 
 
 def check_safetensors(path, name: str, input_name: str) -> None:
-    try:
-        with safe_open(str(path), framework="pt") as file:
-            file.metadata()
-    except (SafetensorError, OSError) as error:
-        raise ModelFileError(f"{input_name}: '{name}' is truncated or not a safetensors file ({error}); "
-                             "re-download it") from None
+    def check():
+        with open_safetensors(path, role(input_name)):
+            pass
+
+    _as_model_error(check)
 
 
 def read_safetensors(path, name: str, input_name: str) -> tuple[dict, dict]:
-    check_safetensors(path, name, input_name)
-    with safe_open(str(path), framework="pt") as file:
-        return {key: file.get_tensor(key) for key in file.keys()}, file.metadata() or {}
+    return _as_model_error(_read_safetensors, path, role(input_name))
 
 
 def read(path, name: str, input_name: str):
@@ -73,5 +65,6 @@ def read(path, name: str, input_name: str):
     if path.suffix == ".safetensors":
         return read_safetensors(path, name, input_name)
     if path.suffix not in TORCH_SUFFIXES:
-        raise ModelFileError(f"{input_name}: '{name}' is neither a .pth nor a .safetensors file")
+        raise ModelFileError(str(file_error(role(input_name), path, f"a '{path.suffix}' file, neither a .pth nor "
+                                                                      "a .safetensors")))
     return read_pickle(path, name, input_name), {}

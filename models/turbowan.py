@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import dataclasses
 import pathlib
-import pickle
 
 import torch
-from safetensors import safe_open
 
 from . import sla_weights
+from .checkpoint_files import CheckpointFileError, FileRole, check_tensors, read_weights, where
 
 PATCH = (1, 2, 2)
 PREFIXES = ("model.diffusion_model.", "diffusion_model.", "model.", "net.", "module.")
@@ -46,38 +45,17 @@ class TurboWanCheckpoint:
                                   f"Wan architecture (dim {self.dim}, {self.layers} blocks, in_dim {self.in_dim})")
 
 
-def read_state_dict(path: str | pathlib.Path) -> dict:
-    """Tensors of a .pth (plain tensors only, never arbitrary pickles) or .safetensors file."""
-    path = pathlib.Path(path)
-    if path.suffix == ".safetensors":
-        with safe_open(str(path), framework="pt") as file:
-            return {key: file.get_tensor(key) for key in file.keys()}
-    if path.suffix not in (".pth", ".pt", ".ckpt"):
-        raise TurboWanError(f"'{path.name}': expected a .pth or .safetensors TurboWan checkpoint")
+def file_role(input_name: str = "turbowan_name") -> FileRole:
+    return FileRole(input_name, "a TurboWan checkpoint", "(TurboDiffusion's .pth or .safetensors release file, "
+                                                         "plain or -quant; docs/turbowan.md)")
+
+
+def read_state_dict(path: str | pathlib.Path, input_name: str = "turbowan_name") -> dict:
+    """Tensors of a .pth (torch.load weights_only=True: plain tensors only, code is never run) or .safetensors."""
     try:
-        loaded = _torch_load_tensors_only(path)
-    except pickle.UnpicklingError as error:
-        raise TurboWanError(
-            f"'{path.name}' holds Python objects besides tensors, so it is not loaded (only plain state "
-            f"dicts are, with torch.load(weights_only=True)); the released TurboWan files are plain. "
-            f"Details: {str(error).splitlines()[0]}") from None
-    return _flat_tensors(loaded, path.name)
-
-
-def _torch_load_tensors_only(path: pathlib.Path):
-    try:  # memory-mapped: a 14B file is not read into RAM before conversion
-        return torch.load(str(path), map_location="cpu", weights_only=True, mmap=True)
-    except RuntimeError:  # legacy (non-zip) torch.save format cannot be memory-mapped
-        return torch.load(str(path), map_location="cpu", weights_only=True)
-
-
-def _flat_tensors(loaded, name: str) -> dict:
-    if isinstance(loaded, dict) and len(loaded) == 1 and isinstance(next(iter(loaded.values())), dict):
-        loaded = next(iter(loaded.values()))  # {"state_dict": {...}} / {"model": {...}} wrappers
-    if not isinstance(loaded, dict) or not all(isinstance(v, torch.Tensor) for v in loaded.values()):
-        raise TurboWanError(f"'{name}' is not a state dict of tensors (found {type(loaded).__name__}); "
-                            "TurboWanLoader expects a TurboWan .pth or .safetensors file")
-    return loaded
+        return read_weights(path, file_role(input_name))[0]
+    except CheckpointFileError as error:
+        raise TurboWanError(str(error)) from None
 
 
 def strip_prefix(state_dict: dict) -> dict:
@@ -92,31 +70,37 @@ def patch_linear_to_conv3d(weight: torch.Tensor, in_dim: int) -> torch.Tensor:
     return weight.reshape(weight.shape[0], in_dim, *PATCH)
 
 
-def convert(state_dict: dict, name: str = "checkpoint") -> TurboWanCheckpoint:
-    """Checks a TurboWan state dict and returns it in native Wan layout with proj_l split off."""
+def convert(state_dict: dict, name: str = "checkpoint", input_name: str = "turbowan_name") -> TurboWanCheckpoint:
+    """Checks a TurboWan state dict (keys, weight dtypes, finite values) and returns it in native Wan layout
+    with proj_l split off."""
     sd = strip_prefix(state_dict)
-    _check_wan(sd, name)
+    at = where(name, input_name)
+    _check_wan(sd, at)
+    try:
+        check_tensors(sd, at, fix="the file is damaged or not a TurboWan release; download it again")
+    except CheckpointFileError as error:
+        raise TurboWanError(str(error)) from None
     patch = sd["patch_embedding.weight"]
     if patch.dim() == 5:
         raise TurboWanError(
-            f"'{name}' is a native Wan checkpoint (Conv3d patch_embedding), not a TurboWan one: load it "
+            f"{at} is a native Wan checkpoint (Conv3d patch_embedding), not a TurboWan one: load it "
             "with the core 'Load Diffusion Model' (UNETLoader) node; TurboWanLoader is for TurboDiffusion's files")
     dim = sd["head.modulation"].shape[-1]
     in_dim = patch.shape[1] // (PATCH[0] * PATCH[1] * PATCH[2])
     proj_l_keys = {key for keys in sla_weights.proj_l_keys(sd).values() for key in keys.values()}
-    proj_l = sla_weights.proj_l_from_state_dict(sd, name) if proj_l_keys else {}
+    proj_l = sla_weights.proj_l_from_state_dict(sd, at) if proj_l_keys else {}
     native = {key: value for key, value in sd.items() if key not in proj_l_keys}
     native["patch_embedding.weight"] = patch_linear_to_conv3d(patch, in_dim)
     layers = _count_blocks(native)
-    _check_blocks(native, layers, name)
+    _check_blocks(native, layers, at)
     quantized = any(key.endswith(".int8_weight") for key in native)
     return TurboWanCheckpoint(native, proj_l, quantized, dim, layers, in_dim)
 
 
-def _check_wan(sd: dict, name: str):
+def _check_wan(sd: dict, at: str):
     missing = [key for key in REQUIRED_KEYS if key not in sd]
     if missing:
-        raise TurboWanError(f"'{name}' is not a Wan/TurboWan diffusion model (missing {missing}); "
+        raise TurboWanError(f"{at} is not a Wan/TurboWan diffusion model (missing {missing}); "
                             "TurboWanLoader loads TurboWan2.1 T2V and TurboWan2.2 I2V checkpoints")
 
 
@@ -130,7 +114,7 @@ def _block_linear_names(index: int) -> list[str]:
     return attn + [f"blocks.{index}.ffn.0", f"blocks.{index}.ffn.2"]
 
 
-def _check_blocks(sd: dict, layers: int, name: str):
+def _check_blocks(sd: dict, layers: int, at: str):
     missing = []
     for index in range(layers):
         for linear in _block_linear_names(index):
@@ -142,5 +126,13 @@ def _check_blocks(sd: dict, layers: int, name: str):
         missing += [k for k in (f"blocks.{index}.modulation", f"blocks.{index}.norm3.weight") if k not in sd]
     if missing:
         shown = ", ".join(missing[:8]) + (f" and {len(missing) - 8} more" if len(missing) > 8 else "")
-        raise TurboWanError(f"'{name}' is incomplete: missing {shown}. Re-download the file; a partial "
+        raise TurboWanError(f"{at} is incomplete: missing {shown}. Re-download the file; a partial "
                             "download or a file from another model family gives this")
+
+
+def is_turbowan(state_dict: dict) -> bool:
+    """True for a state dict in TurboDiffusion's layout (a Linear patch_embedding), which only TurboWanLoader reads."""
+    patch = strip_prefix({k: v for k, v in state_dict.items() if k.endswith("patch_embedding.weight")})
+    weight = patch.get("patch_embedding.weight")
+    return weight is not None and weight.dim() == 2 and "head.modulation" in strip_prefix(
+        {k: v for k, v in state_dict.items() if k.endswith("head.modulation")})

@@ -14,11 +14,10 @@ unchanged (exactly: the scale-0 case returns its input), so training starts from
 from __future__ import annotations
 
 import torch
-from safetensors import safe_open
-from safetensors.torch import save_file
 from torch import nn
 
-from .adapter_metadata import check_adapter_metadata
+from .adapter_metadata import check_adapter_metadata, open_adapter
+from .checkpoint_files import check_tensors, save_safetensors, where
 
 ADAPTER_KIND = "vsr_conditioner"
 FORMAT_VERSION = "1"
@@ -64,43 +63,48 @@ def save_vsr_conditioner(path, conditioner: VSRConditioner) -> None:
     metadata = {"turbovideo_adapter": ADAPTER_KIND, "format_version": FORMAT_VERSION,
                 "width": str(conditioner.width), "latent_channels": str(conditioner.latent_channels),
                 "block": "0"}
-    save_file(tensors, str(path), metadata=metadata)
+    save_safetensors(tensors, path, metadata)
 
 
-def read_metadata(path, metadata: dict | None) -> tuple[int, int]:
-    metadata = check_adapter_metadata(path, metadata, ADAPTER_KIND, FORMAT_VERSION, "VSR conditioner",
+def read_metadata(at: str, metadata: dict | None) -> tuple[int, int]:
+    metadata = check_adapter_metadata(at, metadata, ADAPTER_KIND, FORMAT_VERSION, "VSR conditioner",
                                       "save_vsr_conditioner", "docs/vsr.md")
     try:
         width, channels = int(metadata["width"]), int(metadata["latent_channels"])
     except (KeyError, ValueError) as error:
-        raise ValueError(f"{path}: VSR conditioner metadata needs integer 'width' and 'latent_channels' "
+        raise ValueError(f"{at}: VSR conditioner metadata needs integer 'width' and 'latent_channels' "
                          f"({error!r}); re-save it with save_vsr_conditioner") from None
     if metadata.get("block", "0") != "0":
-        raise ValueError(f"{path}: VSR conditioner for block {metadata['block']}; this TurboVideo injects after "
+        raise ValueError(f"{at}: VSR conditioner for block {metadata['block']}; this TurboVideo injects after "
                          "block 0 only")
     return width, channels
 
 
-def read_vsr_conditioner_header(path) -> tuple[int, int]:
+def _open(path, input_name: str):
+    return open_adapter(path, "VSR conditioner", "save_vsr_conditioner", "docs/vsr.md", input_name)
+
+
+def read_vsr_conditioner_header(path, input_name: str = "vsr_conditioner") -> tuple[int, int]:
     """(width, latent channels) from the metadata alone; raises if the file is not a VSR conditioner."""
-    with safe_open(str(path), framework="pt") as handle:
-        return read_metadata(path, handle.metadata())
+    with _open(path, input_name) as handle:
+        return read_metadata(where(path, input_name), handle.metadata())
 
 
-def load_vsr_conditioner(path) -> VSRConditioner:
-    with safe_open(str(path), framework="pt") as handle:
-        width, channels = read_metadata(path, handle.metadata())
+def load_vsr_conditioner(path, input_name: str = "vsr_conditioner") -> VSRConditioner:
+    """Reads a conditioner file -> a float32 VSRConditioner on the CPU; every key, shape and value is checked."""
+    at = where(path, input_name)
+    with _open(path, input_name) as handle:
+        width, channels = read_metadata(at, handle.metadata())
         expected = expected_shapes(width, channels)
         keys = set(handle.keys())
         if keys != set(expected):
-            raise ValueError(f"{path}: VSR conditioner keys {sorted(keys)} differ from {sorted(expected)}")
+            raise ValueError(f"{at}: VSR conditioner keys {sorted(keys)} differ from {sorted(expected)}")
         tensors = {key: handle.get_tensor(key) for key in expected}
     for key, shape in expected.items():
         if tuple(tensors[key].shape) != shape:
-            raise ValueError(f"{path}: '{key}' has shape {tuple(tensors[key].shape)}, expected {shape} for width "
+            raise ValueError(f"{at}: '{key}' has shape {tuple(tensors[key].shape)}, expected {shape} for width "
                              f"{width}; the file's tensors do not match its metadata")
-        if not bool(torch.isfinite(tensors[key]).all()):
-            raise ValueError(f"{path}: '{key}' holds NaN or infinite values")
+    check_tensors(tensors, at)
     conditioner = VSRConditioner(width, channels)
     conditioner.load_state_dict({key: value.float() for key, value in tensors.items()})
     return conditioner.requires_grad_(False)

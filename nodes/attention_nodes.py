@@ -5,6 +5,7 @@ from ..models.sla_weights import load_proj_l, read_proj_l_header
 from ..patches.attention import BACKENDS, apply_attention_backend
 from ..patches.fused_norms import apply_fused_norms
 from .model_folders import ADAPTER_FOLDER, adapter_files, adapter_path
+from .schema_checks import schema_problem
 
 CATEGORY = "TurboVideo/speed"
 NO_PROJ_L = "none"
@@ -42,10 +43,13 @@ class TurboAttention(io.ComfyNode):
         )
 
     @classmethod
-    def validate_inputs(cls, backend, topk, proj_l=NO_PROJ_L):
+    def validate_inputs(cls, backend="sage", proj_l=NO_PROJ_L):
+        problem = schema_problem(cls, backend=backend)  # core skips the schema check of inputs named here
+        if problem:
+            return problem
         if proj_l in (None, NO_PROJ_L):
             return True
-        if backend not in SLA_BACKENDS:
+        if backend is not None and backend not in SLA_BACKENDS:
             return "proj_l: only the sla and sagesla backends use proj_l weights; set proj_l to none or backend to sla"
         files = adapter_files()
         if proj_l not in files:
@@ -53,7 +57,7 @@ class TurboAttention(io.ComfyNode):
         try:
             read_proj_l_header(adapter_path(proj_l), proj_l)
         except ValueError as error:
-            return f"proj_l: {error}"
+            return str(error)
         return True
 
     @classmethod

@@ -4,11 +4,21 @@ import logging
 import folder_paths
 from comfy_api.latest import io
 
+from ..models.checkpoint_files import unreadable
 from ..models.dit_bundle import FUSION, STEP, VSR
 from ..models.fusion_blocks import read_fusion_header
 from ..models.step_embedder import read_step_embedder_header
 from ..models.vsr_conditioner import read_vsr_conditioner_header
-from ..patches.dit_loader import EMBEDDED, INPUT_NAMES, INT8_CHOICES, NONE, WEIGHT_DTYPES, AdapterSource, load_dit
+from ..patches.dit_loader import (
+    DIT_ROLE,
+    EMBEDDED,
+    INPUT_NAMES,
+    INT8_CHOICES,
+    NONE,
+    WEIGHT_DTYPES,
+    AdapterSource,
+    load_dit,
+)
 from .model_folders import ADAPTER_FOLDER, adapter_files, adapter_path
 
 CATEGORY = "TurboVideo/loaders"
@@ -33,15 +43,23 @@ def _adapter_input(kind: str):
 
 
 def _check_adapter_choice(kind: str, choice: str):
-    if choice in (EMBEDDED, NONE):
+    if choice in (None, EMBEDDED, NONE):
         return True
     if choice not in adapter_files():
         return f"{INPUT_NAMES[kind]}: '{choice}' is not in models/{ADAPTER_FOLDER}; put the file there and refresh"
     try:
-        HEADER_READERS[kind](adapter_path(choice))
+        HEADER_READERS[kind](adapter_path(choice), INPUT_NAMES[kind])
     except ValueError as error:
-        return f"{INPUT_NAMES[kind]}: {error}"
+        return str(error)
     return True
+
+
+def _check_dit_file(unet_name: str):
+    if unet_name not in dit_files():
+        return (f"unet_name: '{unet_name}' is not a .safetensors file in models/{MODEL_FOLDER}; put the DiT "
+                "there and refresh")
+    # the header is read now; the weights are checked when the node runs
+    return unreadable(folder_paths.get_full_path_or_raise(MODEL_FOLDER, unet_name), DIT_ROLE) or True
 
 
 class TurboDiTLoader(io.ComfyNode):
@@ -69,11 +87,11 @@ class TurboDiTLoader(io.ComfyNode):
         )
 
     @classmethod
-    def validate_inputs(cls, unet_name, step_embedder=EMBEDDED, fusion_adapter=EMBEDDED, vsr_conditioner=EMBEDDED,
-                        **_):
-        if unet_name not in dit_files():
-            return (f"unet_name: '{unet_name}' is not a .safetensors file in models/{MODEL_FOLDER}; put the DiT "
-                    "there and refresh")
+    def validate_inputs(cls, unet_name=None, step_embedder=EMBEDDED, fusion_adapter=EMBEDDED,
+                        vsr_conditioner=EMBEDDED):
+        checked = True if unet_name is None else _check_dit_file(unet_name)
+        if checked is not True:
+            return checked
         for kind, choice in ((STEP, step_embedder), (FUSION, fusion_adapter), (VSR, vsr_conditioner)):
             checked = _check_adapter_choice(kind, choice)
             if checked is not True:

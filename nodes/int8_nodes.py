@@ -7,6 +7,9 @@ from comfy_api.latest import io
 from ..kernels.int8_reference import GRANULARITIES
 from ..patches.int8 import files as int8_files
 from ..patches.int8 import quantize as int8_quantize
+from .int8_checks import check_quantized_file, check_save_prefix, quantized_files
+from .machine_checks import int8_backend_problem
+from .schema_checks import schema_problem
 
 CATEGORY = "TurboVideo/quantization"
 MODEL_FOLDER = "diffusion_models"
@@ -40,6 +43,11 @@ class TurboQuantizeINT8(io.ComfyNode):
         )
 
     @classmethod
+    def validate_inputs(cls, granularity="per_channel", backend="auto"):  # refused at queue time where it cannot run
+        return (schema_problem(cls, granularity=granularity, backend=backend)
+                or int8_backend_problem(backend, granularity) or True)
+
+    @classmethod
     def execute(cls, model, layers, granularity, backend="auto") -> io.NodeOutput:
         return io.NodeOutput(int8_quantize.quantize_model(model, layers, granularity, backend))
 
@@ -63,7 +71,12 @@ class TurboSaveQuantized(io.ComfyNode):
         )
 
     @classmethod
+    def validate_inputs(cls, filename_prefix=None):
+        return check_save_prefix(filename_prefix) or True
+
+    @classmethod
     def execute(cls, model, filename_prefix) -> io.NodeOutput:
+        check_save_prefix(filename_prefix, raise_error=True)
         output_dir = folder_paths.get_output_directory()
         folder, name, counter, _, _ = folder_paths.get_save_image_path(filename_prefix, output_dir)
         path = os.path.join(folder, f"{name}_{counter:05}_.safetensors")
@@ -79,16 +92,14 @@ class TurboLoadQuantized(io.ComfyNode):
             description="Loads an INT8 diffusion model from models/diffusion_models: saved by TurboSaveQuantized "
                         "or tools/quantize_int8.py, a ComfyUI-native INT8 file from another tool, or "
                         "TurboDiffusion's -quant layout converted to safetensors.",
-            inputs=[io.Combo.Input("unet_name", options=folder_paths.get_filename_list(MODEL_FOLDER),
+            inputs=[io.Combo.Input("unet_name", options=quantized_files(),
                                    tooltip="An INT8 .safetensors file in models/diffusion_models.")],
             outputs=[io.Model.Output()],
         )
 
     @classmethod
-    def validate_inputs(cls, unet_name):
-        if unet_name not in folder_paths.get_filename_list(MODEL_FOLDER):
-            return f"'{unet_name}' is not in models/{MODEL_FOLDER}; put the INT8 file there and refresh"
-        return True
+    def validate_inputs(cls, unet_name=None):
+        return check_quantized_file(unet_name) or True
 
     @classmethod
     def execute(cls, unet_name) -> io.NodeOutput:

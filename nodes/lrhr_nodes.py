@@ -3,10 +3,12 @@ from comfy_api.latest import io
 
 from ..models.dit_bundle import FUSION
 from ..models.fusion_blocks import load_fusion_adapter, read_fusion_header
+from ..patches import lr_features
 from ..patches.dit_loader import FROM_MODEL, model_adapter
 from ..patches.latent_guidance import guide_latent
 from ..patches.lr_features import AUTO_BLOCKS, apply_lr_features, run_lr_pass
 from ..patches.lrhr_sampler import lrhr_sample
+from .input_checks import check_latent_values, check_video_latent
 from .model_folders import ADAPTER_FOLDER, adapter_files, adapter_path
 
 CATEGORY = "TurboVideo/lr_hr"
@@ -36,9 +38,9 @@ def check_adapter_file(adapter: str, allow_none: bool = False):
     if adapter not in adapter_files():
         return f"adapter: '{adapter}' is not in models/{ADAPTER_FOLDER}; put a fusion adapter there and refresh"
     try:
-        read_fusion_header(adapter_path(adapter))
+        read_fusion_header(adapter_path(adapter), "adapter")
     except ValueError as error:
-        return f"adapter: {error}"
+        return str(error)
     return True
 
 
@@ -46,7 +48,23 @@ def fusion_adapter(model, adapter: str):
     """(FusionAdapter, label): the chosen file's, or with FROM_MODEL the one TurboDiTLoader put on the MODEL."""
     if adapter == FROM_MODEL:
         return model_adapter(model, FUSION, "adapter")
-    return load_fusion_adapter(adapter_path(adapter)), adapter
+    return load_fusion_adapter(adapter_path(adapter), "adapter"), adapter
+
+
+def checked_latent(latent, input_name: str, model=None, layout: bool = True) -> dict:
+    """The LATENT with every stream finite floats (an LTX-2 audio-video latent is a NestedTensor of (video,
+    audio)) and, with `layout`, its video stream's layout: against the model's family when there is a model (an
+    LTX-2 audio-only latent is named as such). layout=False: the node's own work checks the layout after the
+    model's family (TurboLRPass: run_lr_pass)."""
+    samples = latent.get("samples") if isinstance(latent, dict) else None
+    streams = samples.unbind() if getattr(samples, "is_nested", False) else (samples,)
+    if layout and model is not None:
+        lr_features.check_video_latent(model, latent, input_name)
+    elif layout:
+        check_video_latent(streams[0], input_name)
+    for index, stream in enumerate(streams):
+        check_latent_values(stream, input_name if index == 0 else f"{input_name} (stream {index}, audio)")
+    return latent
 
 
 class TurboLRPass(io.ComfyNode):
@@ -67,6 +85,7 @@ class TurboLRPass(io.ComfyNode):
 
     @classmethod
     def execute(cls, noise, guider, sampler, sigmas, latent_image, blocks) -> io.NodeOutput:
+        latent_image = checked_latent(latent_image, "latent_image", layout=False)
         return io.NodeOutput(*run_lr_pass(noise, guider, sampler, sigmas, latent_image, parse_blocks(blocks)))
 
 
@@ -127,6 +146,7 @@ class TurboLRLatentGuidance(io.ComfyNode):
     @classmethod
     def execute(cls, lr_latent, sigmas, noise_seed, start_step, scale, adain_factor, upscale_model=None,
                 vae=None) -> io.NodeOutput:
+        lr_latent = checked_latent(lr_latent, "lr_latent")
         return io.NodeOutput(*guide_latent(lr_latent, sigmas, noise_seed, start_step, scale, adain_factor,
                                            upscale_model, vae))
 
@@ -165,6 +185,7 @@ class TurboLRHRSampler(io.ComfyNode):
     @classmethod
     def execute(cls, model, positive, negative, cfg, sampler, lr_sigmas, hr_sigmas, lr_latent, noise_seed,
                 adapter, strength, scale, upscale_model=None, vae=None) -> io.NodeOutput:
+        lr_latent = checked_latent(lr_latent, "lr_latent", model)
         fusion, label = (None, adapter) if adapter == TRAINING_FREE else fusion_adapter(model, adapter)
         return io.NodeOutput(*lrhr_sample(model, positive, negative, cfg, sampler, lr_sigmas, hr_sigmas, lr_latent,
                                           noise_seed, fusion, label, strength, scale, upscale_model, vae))

@@ -145,7 +145,9 @@ class TurboSplitSigmasAtBoundary(io.ComfyNode):
                 io.Sigmas.Input("sigmas"),
                 io.Float.Input("boundary", default=0.9, min=0.0, max=1.0, step=0.001,
                                tooltip="Noise level (rectified-flow sigma) where the low-noise expert takes over: "
-                                       "0.9 for TurboWan2.2 I2V A14B."),
+                                       "0.9 for TurboWan2.2 I2V A14B. At 0 every step goes to the high-noise "
+                                       "expert, at 1 every step to the low-noise one: the other half is then a "
+                                       "single sigma, which samplers run as no step (the latent passes through)."),
             ],
             outputs=[io.Sigmas.Output(display_name="high_sigmas"), io.Sigmas.Output(display_name="low_sigmas")],
         )

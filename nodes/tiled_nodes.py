@@ -5,6 +5,8 @@ from comfy_api.latest import io
 from ..patches.tile_preview import layout_for_model
 from ..patches.tiled_model import AUTO, MIB, TilingSettings, apply_tiling
 from ..samplers.tiling import WEIGHT_KINDS
+from .input_checks import check_image
+from .schema_checks import require_schema, schema_problem
 
 CATEGORY = "TurboVideo/tiling"
 
@@ -15,7 +17,8 @@ def tiling_inputs(overlap_default: int) -> list:
         io.Int.Input("tile_size", default=0, min=0, max=1024, step=1,
                      tooltip="Tile height and width in latent cells (LTX: 16 = 512 px); memory follows the tile. "
                              "0 = auto: the largest tile whose model call fits memory_budget_mb, chosen at the "
-                             "first step (the whole frame when it fits). A size >= the frame = no tiling."),
+                             "start of every run from the memory free then (the whole frame when it fits). A "
+                             "size >= the frame = no tiling."),
         io.Int.Input("memory_budget_mb", default=0, min=0, max=1 << 20, step=256,
                      tooltip="For tile_size 0: memory one model call may use, in MiB, by ComfyUI's estimate for "
                              "this model. 0 = what the device has free once the model is loaded."),
@@ -37,7 +40,15 @@ def tiling_inputs(overlap_default: int) -> list:
     ]
 
 
-def validate_tiling(tile_size: int, tile_overlap: int, segment_length: int, segment_overlap: int):
+def validate_tiling(node_cls, tile_size: int, tile_overlap: int, segment_length: int, segment_overlap: int):
+    """The cross-input checks of the tiling widgets, after the schema's own (core skips those for the inputs
+    validate_inputs names: nodes/schema_checks.py). A linked value (None here) is checked when the node runs."""
+    problem = schema_problem(node_cls, tile_size=tile_size, tile_overlap=tile_overlap, segment_length=segment_length,
+                             segment_overlap=segment_overlap)
+    if problem:
+        return problem
+    if None in (tile_size, tile_overlap, segment_length, segment_overlap):
+        return True
     if tile_size and tile_overlap >= tile_size:
         return f"tile_overlap ({tile_overlap}) must be smaller than tile_size ({tile_size})"
     if segment_length and segment_overlap >= segment_length:
@@ -71,12 +82,17 @@ class TurboTiledModel(io.ComfyNode):
         )
 
     @classmethod
-    def validate_inputs(cls, tile_size, tile_overlap, segment_length, segment_overlap, **_):
-        return validate_tiling(tile_size, tile_overlap, segment_length, segment_overlap)
+    def validate_inputs(cls, tile_size=0, tile_overlap=8, segment_length=0, segment_overlap=2):
+        return validate_tiling(cls, tile_size, tile_overlap, segment_length, segment_overlap)
 
     @classmethod
-    def execute(cls, model, **tiling) -> io.NodeOutput:
-        return io.NodeOutput(apply_tiling(model, tiling_settings(**tiling)))
+    def execute(cls, model, tile_size, memory_budget_mb, tile_overlap, segment_length, segment_overlap, weights,
+                tile_batch) -> io.NodeOutput:
+        require_schema(cls, tile_size=tile_size, memory_budget_mb=memory_budget_mb, tile_overlap=tile_overlap,
+                       segment_length=segment_length, segment_overlap=segment_overlap, tile_batch=tile_batch)
+        settings = tiling_settings(tile_size, memory_budget_mb, tile_overlap, segment_length, segment_overlap,
+                                   weights, tile_batch)
+        return io.NodeOutput(apply_tiling(model, settings))
 
 
 class TurboTileLayoutPreview(io.ComfyNode):
@@ -87,18 +103,22 @@ class TurboTileLayoutPreview(io.ComfyNode):
             description="Draws the windows a TurboTiledModel MODEL will use on a video of these frames: tiles "
                         "tinted by their blend weights with white borders over the first frame, and one band per "
                         "temporal segment underneath (frames left to right, brightness = blend weight). An auto "
-                        "tile is chosen as for one cond per model call (cfg 1).",
+                        "tile is worked out by the sampler's own resolver, from the memory free now (a run measures "
+                        "again when it starts).",
             inputs=[
                 io.Model.Input("model", tooltip="The MODEL output of TurboTiledModel."),
                 io.Vae.Input("vae", tooltip="The video VAE of that model (sets the latent cell size)."),
                 io.Image.Input("images", tooltip="Frames at the size the model will generate or refine."),
+                io.Float.Input("cfg", default=1.0, min=0.0, max=100.0, step=0.1, optional=True,
+                               tooltip="The sampler's cfg: at 1 one cond goes through the model per call, otherwise "
+                                       "cond and uncond together (an auto tile is sized for that)."),
             ],
             outputs=[io.Image.Output(tooltip="The layout (frame height + 12 px per segment, frame width).")],
         )
 
     @classmethod
-    def execute(cls, model, vae, images) -> io.NodeOutput:
-        return io.NodeOutput(layout_for_model(model, vae, images))
+    def execute(cls, model, vae, images, cfg=1.0) -> io.NodeOutput:
+        return io.NodeOutput(layout_for_model(model, vae, check_image(images, "images"), cfg))
 
 
 NODES = [TurboTiledModel, TurboTileLayoutPreview]

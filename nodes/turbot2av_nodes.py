@@ -5,6 +5,8 @@ import folder_paths
 from comfy_api.latest import io
 
 from ..models import turbot2av
+from ..models.checkpoint_files import unreadable
+from ..models.turbot2av_file import role
 from ..patches.turbot2av_latent import empty_av_latent
 from ..patches.turbot2av_loader import load_base_vae, load_turbot2av
 
@@ -52,7 +54,10 @@ class TurboT2AVLoader(io.ComfyNode):
         if base_checkpoint not in bases:
             return (f"base_checkpoint: '{base_checkpoint}' is not in models/{BASE_FOLDER}; put "
                     f"ltx-2-19b-dev.safetensors there and refresh (found: {bases[:10]})")
-        return True
+        # first bytes / safetensors header now (an empty or truncated file); the tensors when the node runs
+        return unreadable(folder_paths.get_full_path_or_raise(STUDENT_FOLDER, student_name), role("student")) or \
+            unreadable(folder_paths.get_full_path_or_raise(BASE_FOLDER, base_checkpoint), role("base_checkpoint")) \
+            or True
 
     @classmethod
     def execute(cls, student_name, base_checkpoint) -> io.NodeOutput:

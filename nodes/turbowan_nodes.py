@@ -4,6 +4,8 @@ import logging
 import folder_paths
 from comfy_api.latest import io
 
+from ..models.checkpoint_files import unreadable
+from ..models.turbowan import file_role
 from ..patches.attention import BACKENDS
 from ..patches.turbowan_loader import load_turbowan
 from .attention_nodes import topk_input
@@ -42,12 +44,15 @@ class TurboWanLoader(io.ComfyNode):
         )
 
     @classmethod
-    def validate_inputs(cls, turbowan_name):
+    def validate_inputs(cls, turbowan_name=None):
+        if turbowan_name is None:
+            return True
         files = turbowan_files()
         if turbowan_name not in files:
             return (f"turbowan_name: '{turbowan_name}' is not in models/{MODEL_FOLDER}; put the TurboWan .pth "
                     f"or .safetensors there and refresh (found: {files[:10]})")
-        return True
+        path = folder_paths.get_full_path_or_raise(MODEL_FOLDER, turbowan_name)
+        return unreadable(path, file_role("turbowan_name")) or True  # header / first bytes; tensors at run time
 
     @classmethod
     def execute(cls, turbowan_name, attention, topk, int8) -> io.NodeOutput:

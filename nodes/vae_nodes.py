@@ -1,11 +1,10 @@
 """Chunked, tiled and streaming VAE encode/decode for LTX-Video and Wan VAEs (docs/vae.md)."""
-import os
-import uuid
-
-import folder_paths
-from comfy_api.latest import io, ui
+from comfy_api.latest import io
 
 from ..patches import chunked_vae, video_stream
+from ..patches.size_limits import check_output_size
+from .input_checks import check_image, check_video_latent
+from .schema_checks import require_schema
 
 CATEGORY = "TurboVideo/vae"
 FRAMES_KEY = chunked_vae.FRAMES_KEY
@@ -35,9 +34,23 @@ def _options(vae, memory_budget_mb, chunk_frames, chunk_overlap, tile_size, tile
     return chunked_vae.chunk_options(vae, memory_budget_mb, chunk_frames, chunk_overlap, tile_size, tile_overlap)
 
 
-def _latent(samples):
-    latent = samples["samples"]
-    return latent.unbind()[0] if latent.is_nested else latent
+def _latent(samples, vae, streaming_node: str | None):
+    """The checked video latent of a LATENT; refused before decoding when its video is over a size limit."""
+    latent = samples.get("samples") if isinstance(samples, dict) else None
+    if getattr(latent, "is_nested", False):
+        latent = latent.unbind()[0]
+    latent = check_video_latent(latent, "samples")
+    info = chunked_vae.video_vae(vae)
+    frames = chunked_vae.output_frame_count(vae, latent.shape, samples.get(FRAMES_KEY)) * latent.shape[0]
+    check_output_size(frames, latent.shape[3] * info.space_factor, latent.shape[4] * info.space_factor, "samples",
+                      streaming_node)
+    return latent
+
+
+def _pixels(pixels, vae):
+    factor = chunked_vae.video_vae(vae).space_factor
+    return check_image(pixels, "pixels", factor, f" (one latent cell of this VAE: sides are cropped to multiples of "
+                                                 f"{factor} px)")
 
 
 class TurboVAEEncode(io.ComfyNode):
@@ -63,7 +76,7 @@ class TurboVAEEncode(io.ComfyNode):
     def execute(cls, pixels, vae, frame_count, memory_budget_mb, chunk_frames, chunk_overlap, tile_size,
                 tile_overlap) -> io.NodeOutput:
         options = _options(vae, memory_budget_mb, chunk_frames, chunk_overlap, tile_size, tile_overlap)
-        latent, original_frames = chunked_vae.encode_video(vae, pixels, options, frame_count)
+        latent, original_frames = chunked_vae.encode_video(vae, _pixels(pixels, vae), options, frame_count)
         out = {"samples": latent}
         if original_frames is not None:
             out[FRAMES_KEY] = original_frames
@@ -89,8 +102,8 @@ class TurboVAEDecode(io.ComfyNode):
     @classmethod
     def execute(cls, samples, vae, memory_budget_mb, chunk_frames, chunk_overlap, tile_size,
                 tile_overlap) -> io.NodeOutput:
+        latent = _latent(samples, vae, "TurboVAEDecodeToVideo")
         options = _options(vae, memory_budget_mb, chunk_frames, chunk_overlap, tile_size, tile_overlap)
-        latent = _latent(samples)
         plan = chunked_vae.plan_decode(vae, latent.shape, options)
         return io.NodeOutput(chunked_vae.decode(vae, latent, plan, samples.get(FRAMES_KEY)))
 
@@ -122,16 +135,14 @@ class TurboVAEDecodeToVideo(io.ComfyNode):
     @classmethod
     def execute(cls, samples, vae, frame_rate, crf, memory_budget_mb, chunk_frames, chunk_overlap, tile_size,
                 tile_overlap, audio=None) -> io.NodeOutput:
+        require_schema(cls, frame_rate=frame_rate, crf=crf)  # a linked value skips core's range check
+        latent = _latent(samples, vae, None)
         options = _options(vae, memory_budget_mb, chunk_frames, chunk_overlap, tile_size, tile_overlap)
-        latent = _latent(samples)
         plan = chunked_vae.plan_decode(vae, latent.shape, options)
-        folder = os.path.join(folder_paths.get_temp_directory(), "turbovideo")
-        os.makedirs(folder, exist_ok=True)
-        name = f"turbo_decode_{uuid.uuid4().hex[:12]}.mp4"
+        path, preview = video_stream.temp_video_path("turbo_decode")
         blocks = chunked_vae.decode_blocks(vae, latent, plan, samples.get(FRAMES_KEY))
-        video_stream.write_video(os.path.join(folder, name), blocks, frame_rate, crf, audio)
-        preview = ui.PreviewVideo([ui.SavedResult(name, "turbovideo", io.FolderType.temp)])
-        return io.NodeOutput(video_stream.video_from_file(os.path.join(folder, name)), ui=preview)
+        video_stream.write_video(path, blocks, frame_rate, crf, audio)
+        return io.NodeOutput(video_stream.video_from_file(path), ui=preview)
 
 
 NODES = [TurboVAEEncode, TurboVAEDecode, TurboVAEDecodeToVideo]

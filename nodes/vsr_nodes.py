@@ -1,15 +1,12 @@
 """TurboVSRUpscale (-> IMAGE) and TurboVSRUpscaleToVideo (-> VIDEO, streamed): tiled diffusion video
 super-resolution with an LTX-Video MODEL (docs/vsr.md)."""
-import os
-import uuid
-
-import folder_paths
-from comfy_api.latest import io, ui
+from comfy_api.latest import io
 
 from ..models.dit_bundle import VSR
 from ..models.vsr_conditioner import load_vsr_conditioner, read_vsr_conditioner_header
 from ..patches import video_stream
 from ..patches.dit_loader import FROM_MODEL, model_adapter
+from ..patches.size_limits import check_output_size
 from ..patches.vsr_upscale import (
     RESIZE_METHODS,
     UpscaleSettings,
@@ -20,7 +17,9 @@ from ..patches.vsr_upscale import (
     upscaled_blocks,
 )
 from ..samplers.color_correction import METHODS
+from .input_checks import check_image
 from .model_folders import ADAPTER_FOLDER, adapter_files, adapter_path
+from .schema_checks import require_schema
 from .tiled_nodes import tiling_inputs, tiling_settings, validate_tiling
 
 CATEGORY = "TurboVideo/upscale"
@@ -72,33 +71,42 @@ LAYOUT_TOOLTIP = ("The tile plan over the first resized frame: tiles tinted by t
                   "borders; one band per temporal segment underneath (frames left to right, brightness = weight).")
 
 
-def _validate(tile_size=0, tile_overlap=4, segment_length=0, segment_overlap=2, vsr_conditioner=TRAINING_FREE):
-    tiling = validate_tiling(tile_size, tile_overlap, segment_length, segment_overlap)
-    if tiling is not True:
+def _validate(node_cls, tile_size, tile_overlap, segment_length, segment_overlap, vsr_conditioner):
+    tiling = validate_tiling(node_cls, tile_size, tile_overlap, segment_length, segment_overlap)
+    if tiling is not True or vsr_conditioner in (None, TRAINING_FREE, FROM_MODEL):
         return tiling
-    if vsr_conditioner not in (TRAINING_FREE, FROM_MODEL):
-        if vsr_conditioner not in adapter_files():
-            return f"vsr_conditioner: '{vsr_conditioner}' is not in models/{ADAPTER_FOLDER}; refresh the page"
-        try:
-            read_vsr_conditioner_header(adapter_path(vsr_conditioner))
-        except ValueError as error:
-            return f"vsr_conditioner: {error}"
+    if vsr_conditioner not in adapter_files():
+        return f"vsr_conditioner: '{vsr_conditioner}' is not in models/{ADAPTER_FOLDER}; refresh the page"
+    try:
+        read_vsr_conditioner_header(adapter_path(vsr_conditioner), "vsr_conditioner")
+    except ValueError as error:
+        return str(error)
     return True
 
 
-def _run(model, vae, images, scale, steps, strength, seed, resize_method, color_correction, factorized, tile_size,
-         memory_budget_mb, tile_overlap, segment_length, segment_overlap, weights, tile_batch, vsr_conditioner, cfg,
-         positive=None, negative=None):
-    """The latent pass of both nodes: (Upscaled, UpscaleSettings)."""
-    tiling = tiling_settings(tile_size, memory_budget_mb, tile_overlap, segment_length, segment_overlap, weights,
-                             tile_batch)
-    settings = UpscaleSettings(scale, steps, strength, seed, resize_method, color_correction, cfg, tiling, factorized)
-    conditioner = None
+def _conditioner(model, vsr_conditioner: str):
     if vsr_conditioner == FROM_MODEL:
-        conditioner, _ = model_adapter(model, VSR, "vsr_conditioner")
-    elif vsr_conditioner != TRAINING_FREE:
-        conditioner = load_vsr_conditioner(adapter_path(vsr_conditioner))
-    return upscale_latents(model, vae, images, settings, positive, negative, conditioner), settings
+        return model_adapter(model, VSR, "vsr_conditioner")[0]
+    if vsr_conditioner != TRAINING_FREE:
+        return load_vsr_conditioner(adapter_path(vsr_conditioner), "vsr_conditioner")
+    return None
+
+
+def _settings(scale, steps, strength, seed, resize_method, color_correction, factorized, cfg,
+              tiling) -> UpscaleSettings:
+    return UpscaleSettings(scale, steps, strength, seed, resize_method, color_correction, cfg, tiling_settings(*tiling),
+                           factorized)
+
+
+def _checked_images(node_cls, images, streaming_node: str | None, **numbers):
+    """The LR frames as RGB, refused before any work when a number is out of range (a linked value skips core's
+    check) or the upscaled video would be over a size limit."""
+    require_schema(node_cls, **numbers)
+    scale = numbers["scale"]
+    images = check_image(images, "images")
+    check_output_size(images.shape[0], *target_size(images.shape[1], images.shape[2], scale), "scale",
+                      streaming_node)
+    return images
 
 
 class TurboVSRUpscale(io.ComfyNode):
@@ -113,12 +121,22 @@ class TurboVSRUpscale(io.ComfyNode):
 
     @classmethod
     def validate_inputs(cls, tile_size=0, tile_overlap=4, segment_length=0, segment_overlap=2,
-                        vsr_conditioner=TRAINING_FREE, **_):
-        return _validate(tile_size, tile_overlap, segment_length, segment_overlap, vsr_conditioner)
+                        vsr_conditioner=TRAINING_FREE):
+        return _validate(cls, tile_size, tile_overlap, segment_length, segment_overlap, vsr_conditioner)
 
     @classmethod
-    def execute(cls, model, vae, images, **widgets) -> io.NodeOutput:
-        upscaled, settings = _run(model, vae, images, **widgets)
+    def execute(cls, model, vae, images, scale, steps, strength, seed, resize_method, color_correction, factorized,
+                tile_size, memory_budget_mb, tile_overlap, segment_length, segment_overlap, weights, tile_batch,
+                vsr_conditioner, cfg, positive=None, negative=None) -> io.NodeOutput:
+        images = _checked_images(cls, images, "TurboVSRUpscaleToVideo", scale=scale, steps=steps, strength=strength,
+                                 cfg=cfg, tile_size=tile_size, memory_budget_mb=memory_budget_mb,
+                                 tile_overlap=tile_overlap, segment_length=segment_length,
+                                 segment_overlap=segment_overlap, tile_batch=tile_batch)
+        settings = _settings(scale, steps, strength, seed, resize_method, color_correction, factorized, cfg,
+                             (tile_size, memory_budget_mb, tile_overlap, segment_length, segment_overlap, weights,
+                              tile_batch))
+        conditioner = _conditioner(model, vsr_conditioner)
+        upscaled = upscale_latents(model, vae, images, settings, positive, negative, conditioner)
         return io.NodeOutput(to_images(vae, upscaled, settings), layout_image(vae, upscaled))
 
 
@@ -143,24 +161,29 @@ class TurboVSRUpscaleToVideo(io.ComfyNode):
 
     @classmethod
     def validate_inputs(cls, tile_size=0, tile_overlap=4, segment_length=0, segment_overlap=2,
-                        vsr_conditioner=TRAINING_FREE, **_):
-        return _validate(tile_size, tile_overlap, segment_length, segment_overlap, vsr_conditioner)
+                        vsr_conditioner=TRAINING_FREE):
+        return _validate(cls, tile_size, tile_overlap, segment_length, segment_overlap, vsr_conditioner)
 
     @classmethod
-    def execute(cls, model, vae, images, frame_rate, crf, **widgets) -> io.NodeOutput:
-        height, width = target_size(images.shape[1], images.shape[2], widgets["scale"])
+    def execute(cls, model, vae, images, scale, steps, strength, seed, resize_method, color_correction, factorized,
+                tile_size, memory_budget_mb, tile_overlap, segment_length, segment_overlap, weights, tile_batch,
+                vsr_conditioner, cfg, frame_rate, crf, positive=None, negative=None) -> io.NodeOutput:
+        images = _checked_images(cls, images, None, scale=scale, steps=steps, strength=strength, cfg=cfg,
+                                 tile_size=tile_size, memory_budget_mb=memory_budget_mb, tile_overlap=tile_overlap,
+                                 segment_length=segment_length, segment_overlap=segment_overlap,
+                                 tile_batch=tile_batch, frame_rate=frame_rate, crf=crf)
+        height, width = target_size(images.shape[1], images.shape[2], scale)
         if height % 2 or width % 2:
             raise ValueError(f"scale: the output would be {width}x{height} px, but H.264 needs even sides; pick a "
                              "scale that gives even sides, or use TurboVSRUpscale (IMAGE output)")
-        upscaled, settings = _run(model, vae, images, **widgets)
-        folder = os.path.join(folder_paths.get_temp_directory(), "turbovideo")
-        os.makedirs(folder, exist_ok=True)
-        name = f"turbo_vsr_{uuid.uuid4().hex[:12]}.mp4"
-        video_stream.write_video(os.path.join(folder, name), upscaled_blocks(vae, upscaled, settings), frame_rate,
-                                 crf)
-        preview = ui.PreviewVideo([ui.SavedResult(name, "turbovideo", io.FolderType.temp)])
-        return io.NodeOutput(video_stream.video_from_file(os.path.join(folder, name)),
-                             layout_image(vae, upscaled), ui=preview)
+        settings = _settings(scale, steps, strength, seed, resize_method, color_correction, factorized, cfg,
+                             (tile_size, memory_budget_mb, tile_overlap, segment_length, segment_overlap, weights,
+                              tile_batch))
+        conditioner = _conditioner(model, vsr_conditioner)
+        upscaled = upscale_latents(model, vae, images, settings, positive, negative, conditioner)
+        path, preview = video_stream.temp_video_path("turbo_vsr")
+        video_stream.write_video(path, upscaled_blocks(vae, upscaled, settings), frame_rate, crf)
+        return io.NodeOutput(video_stream.video_from_file(path), layout_image(vae, upscaled), ui=preview)
 
 
 NODES = [TurboVSRUpscale, TurboVSRUpscaleToVideo]

@@ -21,7 +21,7 @@ import torch
 
 from ..kernels import attention as attention_kernels
 from ..models import sla_weights
-from . import families
+from . import families, finite_guard
 from .fused_norms import module_view
 
 OVERRIDE_KEY = "optimized_attention_override"
@@ -135,4 +135,4 @@ def apply_attention_backend(model, backend: str, topk: float = 0.1, proj_l: dict
     if isinstance(previous, TurboAttentionOverride):  # a second TurboAttention replaces the first
         previous = previous.previous
     options[OVERRIDE_KEY] = TurboAttentionOverride(backend, topk, proj_l, previous, linear_keys)
-    return patched
+    return finite_guard.guard(patched, f"TurboAttention '{backend}'")

@@ -28,6 +28,7 @@ import comfy.model_management
 import comfy.utils
 import torch
 
+from ..models.checkpoint_files import all_finite
 from ..samplers import video_chunks as vc
 from . import families
 
@@ -219,6 +220,17 @@ def _piece(progress: comfy.utils.ProgressBar, call, tensor: torch.Tensor, seed: 
     return out
 
 
+def check_finite_result(result: torch.Tensor, given: torch.Tensor, what: str, span: tuple[int, int]) -> None:
+    """Raises when a VAE call turned finite input into NaN / infinite output (or names the input when it was bad)."""
+    if all_finite(result):
+        return
+    if not all_finite(given):
+        raise ValueError(f"{what}: the input holds NaN or infinite values (frames {span[0]}..{span[1] - 1})")
+    raise RuntimeError(f"vae: {what} frames {span[0]}..{span[1] - 1} gave NaN or infinite values from finite input: "
+                       f"the VAE overflowed in {str(getattr(given, 'dtype', '')).replace('torch.', '')} or its "
+                       "weights are damaged; run the VAE in float32 (start ComfyUI with --fp32-vae)")
+
+
 def _decode_chunk(vae, latent: torch.Tensor, plan: Plan, progress, seeds: Iterator) -> torch.Tensor:
     """latent (1, C, t, h, w) -> float32 frames (n, H, W, 3), tiles blended."""
     if len(plan.tiles) == 1:
@@ -250,6 +262,7 @@ def _item_blocks(vae, item: torch.Tensor, plan: Plan, progress, seeds: Iterator)
     carry = carry_weight = None
     for index, chunk in enumerate(plan.chunks):
         pixels = _decode_chunk(vae, item[:, :, slice(*chunk.latent)], plan, progress, seeds)
+        check_finite_result(pixels, item[:, :, slice(*chunk.latent)], "decoding latent", chunk.latent)
         weight = chunk.pixel_weights.clone()
         pixels.mul_(weight.to(pixels)[:, None, None, None])
         if carry is not None:
@@ -316,7 +329,10 @@ def encode(vae, pixels: torch.Tensor, plan: Plan) -> torch.Tensor:
     progress = comfy.utils.ProgressBar(plan.steps)
     out = weight_sum = None
     for chunk in plan.chunks:
-        latent = _encode_chunk(vae, pixels[slice(*chunk.pixel)], plan, progress)
+        piece = pixels[slice(*chunk.pixel)]  # LRFrames (VSR) resizes on slicing: once
+        latent = _encode_chunk(vae, piece, plan, progress)
+        check_finite_result(latent, piece, "encoding pixel", chunk.pixel)
+        del piece
         if out is None:
             frames = plan.chunks[-1].latent[1]
             out = torch.zeros(latent.shape[:2] + (frames,) + latent.shape[3:], dtype=latent.dtype)

@@ -193,6 +193,24 @@ def _as_saved(tensor: torch.Tensor) -> torch.Tensor:
     return tensor
 
 
+# --- how many conds core batches into one model call ---------------------------------------------------
+
+def conds_per_model_call(guider) -> int:
+    """The conds comfy.samplers.sampling_function sends through the model per step for this guider (a
+    comfy.samplers.CFGGuider or subclass): its non-empty cond lists, less the negative at cfg 1 (core skips
+    it unless model_options['disable_cfg1_optimization'])."""
+    import math
+
+    conds = getattr(guider, "conds", None) or getattr(guider, "original_conds", {}) or {}
+    count = sum(1 for value in conds.values() if value)
+    cfg = getattr(guider, "cfg", None)
+    options = getattr(guider, "model_options", {}) or {}
+    if conds.get("negative") and isinstance(cfg, (int, float)) and math.isclose(cfg, 1.0) \
+            and not options.get("disable_cfg1_optimization", False):
+        count -= 1
+    return max(count, 1)
+
+
 # --- core's native INT8 layers (comfy.quant_ops / comfy.ops.mixed_precision_ops, core 0.27+) -----------------
 
 NATIVE_INT8_FORMAT = "int8_tensorwise"  # QUANT_ALGOS key; its layout runs comfy-kitchen's int8_linear

@@ -14,14 +14,15 @@ import logging
 from dataclasses import dataclass
 
 import comfy.sd
-import comfy.utils
 import torch
 
 from ..models import dit_bundle, int8_format
+from ..models.checkpoint_files import FileRole
 from ..models.dit_bundle import FUSION, LABELS, STEP, VSR
-from . import core_compat, families
+from . import core_compat, families, finite_guard
 from .int8 import files as int8_files
 from .int8 import quantize as int8_quantize
+from .model_files import check_model_weights, load_model_file
 from .step_size import apply_step_embedder
 
 ATTACHMENT_KEY = "turbovideo_dit_adapters"
@@ -32,6 +33,8 @@ EMBEDDED = "embedded"  # the adapter stored in the DiT file, if it has one
 NONE = "none"
 FROM_MODEL = "from model (TurboDiTLoader)"  # the option of the adapter-using nodes that reads the attachment
 INPUT_NAMES = {STEP: "step_embedder", FUSION: "fusion_adapter", VSR: "vsr_conditioner"}
+DIT_ROLE = FileRole("unet_name", "an LTX-Video or LTX-2 DiT", "(a .safetensors state dict: plain, a TurboVideo "
+                    "bundle (docs/adapters.md) or an INT8 file from TurboSaveQuantized)")
 
 
 @dataclass(frozen=True)
@@ -84,8 +87,9 @@ def _adapter(kind: str, source: AdapterSource, bundle: dit_bundle.Bundle, name: 
         return None
     if source.choice == EMBEDDED:
         label = f"{name} (embedded {LABELS[kind]})"
-        return dit_bundle.build_adapter(kind, *bundle.adapters[kind], label), label
-    return dit_bundle.LOADERS[kind](source.path), source.choice
+        where = f"{INPUT_NAMES[kind]}: the {LABELS[kind]} embedded in '{name}'"
+        return dit_bundle.build_adapter(kind, *bundle.adapters[kind], where), label
+    return dit_bundle.LOADERS[kind](source.path, INPUT_NAMES[kind]), source.choice
 
 
 def _check_width(kind: str, width: int, label: str, model_width: int, name: str) -> None:
@@ -120,8 +124,9 @@ def load_dit(path, name: str, weight_dtype: str = "default", int8: str = "off",
     if weight_dtype not in WEIGHT_DTYPES or int8 not in INT8_CHOICES:
         raise ValueError(f"weight_dtype must be one of {list(WEIGHT_DTYPES)} and int8 one of {INT8_CHOICES}")
     sources = {kind: (sources or {}).get(kind, AdapterSource(EMBEDDED)) for kind in INPUT_NAMES}
-    state_dict, metadata = comfy.utils.load_torch_file(str(path), safe_load=True, return_metadata=True)
-    bundle = dit_bundle.split_bundle(state_dict, metadata, name)
+    state_dict, metadata = load_model_file(path, DIT_ROLE, check_weights=False)
+    bundle = dit_bundle.split_bundle(state_dict, metadata, f"unet_name: '{name}'")
+    check_model_weights(bundle.dit, f"unet_name: '{name}'")  # adapters: checked when built, if used
     _check_dit_file(bundle.dit, bundle.metadata, name)
     loaded = {kind: found for kind in INPUT_NAMES if (found := _adapter(kind, sources[kind], bundle, name))}
     model = _load_model(bundle, name, weight_dtype, int8)
@@ -133,6 +138,7 @@ def load_dit(path, name: str, weight_dtype: str = "default", int8: str = "off",
         model = model.clone()
     attached = {kind: loaded[kind] for kind in (FUSION, VSR) if kind in loaded}
     model.set_attachments(ATTACHMENT_KEY, DiTAdapters(attached))
+    finite_guard.guard(model, f"TurboDiTLoader '{name}' ({weight_dtype}, int8 {int8})")
     return model, {kind: label for kind, (_, label) in loaded.items()}
 
 

@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from ..kernels import norms
+from . import finite_guard
 
 NORM_TYPES = (nn.LayerNorm, nn.RMSNorm)
 
@@ -76,4 +77,4 @@ def apply_fused_norms(model):
         if not isinstance(current, (FusedRMSNorm, FusedLayerNorm)):
             patched.add_object_patch(path, fused_view(current))
     logging.info("TurboFusedNorms: %d norm modules use the fused kernels", len(paths))
-    return patched
+    return finite_guard.guard(patched, "TurboFusedNorms")

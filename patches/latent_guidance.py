@@ -24,9 +24,13 @@ def _upsample(lr: dict, spatial_scale: float, upscale_model, vae) -> torch.Tenso
     return LTXVLatentUpsampler().upsample_latent({"samples": lr["samples"]}, upscale_model, vae)[0]["samples"]
 
 
-def trimmed_sigmas(sigmas: torch.Tensor, start_step: int) -> torch.Tensor:
+def trimmed_sigmas(sigmas: torch.Tensor, start_step: int, sigmas_input: str = "sigmas",
+                   trim_input: str | None = "start_step") -> torch.Tensor:
+    if sigmas.ndim != 1 or len(sigmas) < 2:
+        raise ValueError(f"{sigmas_input}: the HR pass needs a schedule of at least one step (2 values), got "
+                         f"{tuple(sigmas.shape)}; connect a scheduler's SIGMAS")
     if start_step >= len(sigmas) - 1:
-        raise ValueError(f"start_step: {start_step} leaves no step of the {len(sigmas) - 1}-step schedule; "
+        raise ValueError(f"{trim_input}: {start_step} leaves no step of the {len(sigmas) - 1}-step schedule; "
                          f"pick 0..{len(sigmas) - 2}")
     return sigmas[start_step:].clone()
 
@@ -40,17 +44,19 @@ def _video_of(lr: dict) -> tuple[dict, list]:
 
 
 def guide_latent(lr: dict, sigmas: torch.Tensor, seed: int, start_step: int = 0, spatial_scale: float = 2.0,
-                 adain_factor: float = 1.0, upscale_model=None, vae=None) -> tuple[dict, dict, torch.Tensor]:
+                 adain_factor: float = 1.0, upscale_model=None, vae=None, sigmas_input: str = "sigmas",
+                 trim_input: str | None = "start_step") -> tuple[dict, dict, torch.Tensor]:
     """-> (LATENT to sample with DisableNoise, the clean guide LATENT, the HR SIGMAS from start_step). An LTX-2
-    audio-video latent: its video is guided, its audio kept as it is (denoise mask 0) in both LATENTs."""
+    audio-video latent: its video is guided, its audio kept as it is (denoise mask 0) in both LATENTs.
+    Errors name `sigmas_input` and `trim_input` (None: the calling node has no start_step)."""
     lr, others = _video_of(lr)
-    hr_sigmas = trimmed_sigmas(sigmas, start_step)
+    hr_sigmas = trimmed_sigmas(sigmas, start_step, sigmas_input, trim_input)
     sigma = float(hr_sigmas[0])
     reference = lr["samples"]
     upsampled = _upsample(lr, spatial_scale, upscale_model, vae).to(reference.device)
     guide = lg.adain(upsampled, reference, adain_factor)
     noise = comfy.sample.prepare_noise(guide, seed, lr.get("batch_index"))
-    start = lg.for_disabled_noise(lg.renoise(guide, noise, sigma), sigma)
+    start = lg.for_disabled_noise(lg.renoise(guide, noise, sigma), sigma, sigmas_input, trim_input)
     device = comfy.model_management.intermediate_device()
     base = {k: v for k, v in lr.items() if k not in ("samples", "noise_mask")}
     return (with_fixed_streams({**base, "samples": start.to(device)}, others),

@@ -28,7 +28,7 @@ import latent_preview
 import torch
 
 from ..models.fusion_blocks import FusionAdapter, resize_tokens_window
-from . import core_compat, families
+from . import core_compat, families, finite_guard
 from .tiled_model import WINDOWS_KEY
 
 GRID_KEY = "turbo_token_grid"
@@ -290,7 +290,7 @@ def apply_lr_features(model, features: LRFeatures, adapter: FusionAdapter, stren
                                  _grid_wrapper(family))
     patched.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.OUTER_SAMPLE, WRAPPER_KEY, state.outer_sample)
     patched.model_options["transformer_options"][APPLIED_KEY] = {"file": file_name, "sigma": features.sigma}
-    return patched
+    return finite_guard.guard(patched, f"the fusion adapter '{file_name}' (strength {strength:g})")
 
 
 def sample_with(guider, noise, sampler, sigmas, latent: dict) -> dict:

@@ -46,7 +46,7 @@ def lrhr_sample(model, positive, negative, cfg, sampler, lr_sigmas, hr_sigmas, l
         check_video_latent(model, lr_latent, "lr_latent")
         lr_out = sample_with(lr_guider, noise, sampler, lr_sigmas, lr_latent)
         start, _, sigmas = guide_latent(lr_out, hr_sigmas, seed, 0, spatial_scale, upscale_model=upscale_model,
-                                        vae=vae)
+                                        vae=vae, sigmas_input="hr_sigmas", trim_input=None)  # the node's own inputs
         return sample_with(lr_guider, ZeroNoise(), sampler, sigmas, start), lr_out
     lr_out, features = run_lr_pass(noise, lr_guider, sampler, lr_sigmas, lr_latent, adapter.lr_blocks)
     hr_model = apply_lr_features(model, features, adapter, strength, file_name)

@@ -23,7 +23,7 @@ from torch import nn
 
 from ..models.step_embedder import StepSizeEmbedder
 from ..samplers.shortcut import step_size_to_dt_base
-from . import core_compat, families
+from . import core_compat, families, finite_guard
 from .ksamplers import STEP_EMBEDDER_KEY, STEP_SIZE_KEY
 
 WRAPPER_KEY = "turbovideo_step_size"
@@ -97,4 +97,4 @@ def apply_step_embedder(model, embedder: StepSizeEmbedder, trained_step_sizes, f
     options = patched.model_options.setdefault("transformer_options", {})
     options[STEP_EMBEDDER_KEY] = {"trained_step_sizes": [float(s) for s in trained_step_sizes],
                                   "file": file_name}
-    return patched
+    return finite_guard.guard(patched, f"the step-size adapter '{file_name}'")

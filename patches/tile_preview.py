@@ -16,7 +16,8 @@ import torch.nn.functional as F
 from ..samplers import video_chunks as vc
 from ..samplers.tiling import Window
 from . import chunked_vae
-from .tiled_model import free_memory_for, resolve_tile, tiling_settings
+from .tile_plan import auto_settings, conds_for_cfg
+from .tiled_model import tiling_settings
 
 STRIP_PX = 12
 PALETTE = torch.tensor([[0.90, 0.20, 0.20], [0.20, 0.75, 0.25], [0.25, 0.40, 0.95], [0.95, 0.80, 0.15],
@@ -93,11 +94,12 @@ def draw_layout(frame: torch.Tensor, windows: list[Window], cell: int, time_fact
     return torch.cat([canvas[:height, :width], bands], dim=0)[None].clamp(0.0, 1.0)
 
 
-def layout_for_model(model, vae, images: torch.Tensor) -> torch.Tensor:
+def layout_for_model(model, vae, images: torch.Tensor, cfg: float = 1.0) -> torch.Tensor:
     """The plan a TurboTiledModel MODEL will use on the latent of `images` (frames at the model's size).
 
-    An auto tile is resolved as at sampling time for one cond per call (cfg 1), against the budget
-    or the device's free memory once the model's weights are in.
+    An auto tile is resolved by the sampler's own resolver (tile_plan.auto_settings) for the conds per
+    call of a sampler at `cfg`, against the budget or the device's free memory now, once the model's
+    weights are in (a run measures again when it starts).
     """
     settings = tiling_settings(model)
     if settings is None:
@@ -106,8 +108,6 @@ def layout_for_model(model, vae, images: torch.Tensor) -> torch.Tensor:
     frames = vc.nearest_valid_frame_counts(images.shape[0], info.time_factor)[1]
     cells = (-(-images.shape[1] // info.space_factor), -(-images.shape[2] // info.space_factor))
     shape = (vc.latent_frame_count(frames, info.time_factor), *cells)
-    if settings.auto:
-        budget = settings.budget_bytes if settings.budget_bytes is not None else free_memory_for(model)
-        settings = resolve_tile(settings, model.model, (1, info.channels, *shape), budget)
+    settings = auto_settings(settings, model, (1, info.channels, *shape), conds_for_cfg(cfg))
     return draw_layout(images[0], settings.plan(shape), info.space_factor, info.time_factor, images.shape[0],
                        tuple(images.shape[1:3]))

@@ -28,16 +28,15 @@ through uncropped.
 """
 from __future__ import annotations
 
-import logging
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import comfy.model_management
 import comfy.patcher_extension
 import torch
 
-from ..samplers.tile_budget import largest_tile, model_call_cost
 from ..samplers.tiling import Window, check_plan_inputs, plan_windows, tiled_apply
-from . import core_compat, families
+from . import core_compat, families, finite_guard
+from .tile_plan import MIB, RunPlan, auto_settings, free_memory_for, resolve_tile  # noqa: F401 (re-exported)
 from .tiled_guides import GUIDE_CONDS, window_guides
 
 WRAPPER_KEY = "turbovideo_tiled_model"
@@ -48,7 +47,6 @@ CROPPED_OPTIONS_KEY = "turbovideo_cropped"
 WINDOWS_KEY = "turbovideo_windows"
 APPLY_MODEL = comfy.patcher_extension.WrappersMP.APPLY_MODEL
 AUTO = (0, 0)  # TilingSettings.tile: the largest square tile that fits the memory budget
-MIB = 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -59,7 +57,7 @@ class TilingSettings:
     segment_overlap: int = 2  # latent frames shared by neighbouring segments
     weights: str = "cosine"
     tile_batch: int = 1
-    budget_bytes: float | None = None  # auto tile only; None = the device's free memory at the first call
+    budget_bytes: float | None = None  # auto tile only; None = the device's free memory at the start of each run
 
     @property
     def auto(self) -> bool:
@@ -69,25 +67,6 @@ class TilingSettings:
         tile = (min(self.tile[0], shape[1]), min(self.tile[1], shape[2]))
         overlap = min(self.overlap, max(min(tile) - 1, 0))
         return plan_windows(shape, tile, overlap, self.segment, self.segment_overlap, self.weights)
-
-
-def resolve_tile(settings: TilingSettings, base_model, x_shape, budget: float) -> TilingSettings:
-    """An auto tile made concrete: the largest square whose model call (x_shape[0] x tile_batch items)
-    fits `budget` by the model's own memory estimate (BaseModel.memory_required)."""
-    cost = model_call_cost(base_model.memory_required, x_shape[0] * settings.tile_batch, x_shape[1])
-    choice = largest_tile(tuple(x_shape[2:]), budget, cost, settings.overlap, settings.segment)
-    if not choice.fits:
-        logging.warning("TurboTiledModel: even a %dx%d latent tile is estimated at %.0f MiB, over the %.0f MiB "
-                        "budget; trying anyway (lower segment_length or tile_batch)", choice.side, choice.side,
-                        choice.cost / MIB, budget / MIB)
-    # a side below overlap + 1 only comes back when it covers the whole frame: one window, no overlap
-    return replace(settings, tile=(choice.side, choice.side), overlap=min(settings.overlap, choice.side - 1))
-
-
-def free_memory_for(model) -> float:
-    """Free memory on the model's device once its weights are loaded (ModelPatcher)."""
-    unloaded = max(0, model.model_size() - model.loaded_size())
-    return comfy.model_management.get_free_memory(model.load_device) - unloaded
 
 
 def _crop_or_repeat(value, x: torch.Tensor, windows: list[Window]):
@@ -124,13 +103,13 @@ def _stream_shapes(kwargs: dict) -> list:
     return [tuple(shape) for shape in kwargs.get(core_compat.LATENT_SHAPES_COND) or ()]
 
 
-def _single_window_streams(concrete, base_model, x: torch.Tensor, kwargs: dict) -> bool:
+def _single_window_streams(run_plan: RunPlan, base_model, x: torch.Tensor, kwargs: dict) -> bool:
     """True when x packs a video stream with others (LTX-2 audio) and the plan covers the video in one window:
     then the model runs on everything exactly as untiled (audio and audio-video cross-attention included)."""
     shapes = _stream_shapes(kwargs)
     if len(shapes) < 2 or len(shapes[0]) != 5:
         return False
-    return len(concrete(base_model, shapes[0], x.device).plan(shapes[0][2:])) == 1
+    return len(run_plan.for_call(base_model, shapes[0], x.device).plan(shapes[0][2:])) == 1
 
 
 def _is_video_latent(base_model, x: torch.Tensor) -> bool:
@@ -155,26 +134,16 @@ def _not_a_video_latent(base_model, x: torch.Tensor, kwargs: dict) -> str:
             "before TurboTiledModel")
 
 
-def _tiled_wrapper(settings: TilingSettings):
-    resolved: dict = {}  # auto tile per x shape, fixed at its first call so every step uses one plan
-
-    def concrete(base_model, shape: tuple, device) -> TilingSettings:
-        if not settings.auto:
-            return settings
-        if tuple(shape) not in resolved:
-            budget = settings.budget_bytes
-            budget = comfy.model_management.get_free_memory(device) if budget is None else budget
-            resolved[tuple(shape)] = resolve_tile(settings, base_model, shape, budget)
-        return resolved[tuple(shape)]
-
+def _tiled_wrapper(settings: TilingSettings, run_plan: RunPlan):
     def apply_model(executor, x, t, c_concat=None, c_crossattn=None, control=None, transformer_options=None,
                     **kwargs):
         transformer_options = {} if transformer_options is None else transformer_options
         if not _is_video_latent(executor.class_obj, x):  # packed streams (LTX-2 audio-video), or not a video
-            if _single_window_streams(concrete, executor.class_obj, x, kwargs):
+            if _single_window_streams(run_plan, executor.class_obj, x, kwargs):
                 return executor(x, t, c_concat, c_crossattn, control, transformer_options, **kwargs)
             raise ValueError(_not_a_video_latent(executor.class_obj, x, kwargs))
-        active = concrete(executor.class_obj, tuple(x.shape), x.device)
+        # the run's plan (tile_plan.RunPlan): one plan per run, measured when the run starts
+        active = run_plan.for_call(executor.class_obj, tuple(x.shape), x.device)
         windows = active.plan(tuple(x.shape[2:]))
         if len(windows) == 1:
             return executor(x, t, c_concat, c_crossattn, control, transformer_options, **kwargs)
@@ -202,17 +171,15 @@ def _tiled_wrapper(settings: TilingSettings):
     return apply_model
 
 
-def window_noise_shape(settings: TilingSettings, model, noise_shape) -> list[int]:
+def window_noise_shape(settings: TilingSettings, model, noise_shape, active: TilingSettings | None = None
+                       ) -> list[int]:
     """What one tiled model call holds: tile_batch windows of the largest window's size. ComfyUI sizes the
-    model load from this (estimate_memory), so a big video does not push a tiled model into partial loading."""
+    model load from this (estimate_memory), so a big video does not push a tiled model into partial loading.
+    `active`: the run's plan; without one, the plan for cond + uncond (what ComfyUI's estimate counts)."""
     if len(noise_shape) != 5:
         return list(noise_shape)
     batch, channels, frames, height, width = noise_shape
-    active = settings
-    if settings.auto:
-        budget = settings.budget_bytes if settings.budget_bytes is not None else free_memory_for(model)
-        with_uncond = [2 * batch, *noise_shape[1:]]  # the estimate ComfyUI makes counts cond + uncond
-        active = resolve_tile(settings, model.model, with_uncond, budget)
+    active = active or auto_settings(settings, model, noise_shape, conds_per_call=2)
     windows = active.plan((frames, height, width))
     largest = max(windows, key=lambda w: (w.frames[1] - w.frames[0]) * (w.rows[1] - w.rows[0]) *
                   (w.cols[1] - w.cols[0]))
@@ -220,22 +187,26 @@ def window_noise_shape(settings: TilingSettings, model, noise_shape) -> list[int
     return [batch * min(active.tile_batch, len(windows)), channels, *size]
 
 
-def _prepare_sampling_wrapper(settings: TilingSettings):
+def _prepare_sampling_wrapper(settings: TilingSettings, run: RunPlan):
     def prepare_sampling(executor, model, noise_shape, *args, **kwargs):
-        return executor(model, window_noise_shape(settings, model, noise_shape), *args, **kwargs)
+        return executor(model, window_noise_shape(settings, model, noise_shape, run.active), *args, **kwargs)
 
     return prepare_sampling
 
 
+def _tiling_wrappers(model) -> list:
+    # apply_tiling registers with ModelPatcher.add_wrapper_with_key, which keeps wrappers on the patcher
+    # (ModelPatcher.wrappers), not in model_options: ask the patcher
+    return list(model.get_wrappers(APPLY_MODEL, WRAPPER_KEY))
+
+
 def is_tiled(model) -> bool:
-    return bool(comfy.patcher_extension.get_wrappers_with_key(APPLY_MODEL, WRAPPER_KEY, model.model_options,
-                                                              is_model_options=True))
+    return bool(_tiling_wrappers(model))
 
 
 def tiling_settings(model) -> TilingSettings | None:
     """The settings of a MODEL patched by apply_tiling, or None."""
-    wrappers = comfy.patcher_extension.get_wrappers_with_key(APPLY_MODEL, WRAPPER_KEY, model.model_options,
-                                                             is_model_options=True)
+    wrappers = _tiling_wrappers(model)
     return getattr(wrappers[0], "settings", None) if wrappers else None
 
 
@@ -249,7 +220,9 @@ def apply_tiling(model, settings: TilingSettings):
         raise ValueError("model: already tiled by TurboTiledModel; connect the MODEL from before the "
                          "first TurboTiledModel instead of chaining two")
     patched = model.clone()
-    patched.add_wrapper_with_key(APPLY_MODEL, WRAPPER_KEY, _tiled_wrapper(settings))
+    run = RunPlan(settings)
+    patched.add_wrapper_with_key(APPLY_MODEL, WRAPPER_KEY, _tiled_wrapper(settings, run))
     patched.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.PREPARE_SAMPLING, WRAPPER_KEY,
-                                 _prepare_sampling_wrapper(settings))
-    return patched
+                                 _prepare_sampling_wrapper(settings, run))
+    patched.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.OUTER_SAMPLE, WRAPPER_KEY, run.outer_sample)
+    return finite_guard.guard(patched)

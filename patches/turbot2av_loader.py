@@ -13,7 +13,7 @@ import logging
 import comfy.sd
 
 from ..models import turbot2av
-from . import core_compat, families
+from . import core_compat, families, finite_guard
 
 
 def _parts(student: turbot2av.Student, base_path, student_name: str, base_name: str) -> tuple[dict, dict]:
@@ -40,7 +40,7 @@ def load_turbot2av(student_path, student_name: str, base_path, base_name: str):
     if family is None or family.name != "LTX-2":
         raise turbot2av.TurboT2AVError(f"student: ComfyUI did not load '{student_name}' as an LTX-2 model; load "
                                        f"TurboT2AV's {turbot2av.STUDENT_FILE} with base {turbot2av.BASE_FILE}")
-    return model, student
+    return finite_guard.guard(model, f"TurboT2AVLoader '{student_name}'"), student
 
 
 def load_base_vae(base_path, base_name: str):

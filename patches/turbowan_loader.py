@@ -10,6 +10,7 @@ import logging
 import comfy.sd
 
 from ..models import turbowan
+from . import finite_guard
 from .attention import apply_attention_backend
 from .int8 import files as int8_files
 from .int8 import quantize as int8_quantize
@@ -39,4 +40,4 @@ def load_turbowan(path, name: str, attention: str = "sagesla", topk: float = 0.1
     if attention != "sdpa":
         model = apply_attention_backend(model, attention, topk, checkpoint.proj_l or None, name,
                                         linear_keys=TURBODIFFUSION_LINEAR_KEYS)
-    return model, checkpoint
+    return finite_guard.guard(model.clone(), f"TurboWanLoader '{name}'"), checkpoint

@@ -2,20 +2,24 @@
 
 Each block is converted to 8-bit and encoded as it arrives, so the file grows while the float32
 frames never exist all at once. An AUDIO input becomes the file's AAC soundtrack, cut to the video's
-length. The result is a VideoFromFile: core SaveVideo copies its packets into the output folder without
-re-encoding (same container, same codec).
+length. The file is written under a hidden temporary name and renamed when complete (a failed or
+interrupted write leaves nothing); a block with NaN or infinite values stops the write with an error
+instead of becoming black frames. The result is a VideoFromFile: core SaveVideo copies its packets into
+the output folder without re-encoding (same container, same codec).
 """
 from __future__ import annotations
 
-import contextlib
 import math
 import os
+import uuid
 from collections.abc import Iterable
 from fractions import Fraction
 
 import av
 import torch
 from comfy_api.latest import InputImpl
+
+from ..models.checkpoint_files import all_finite
 
 CODEC = "libx264"  # what ComfyUI's own VideoFromComponents writes (as 'h264'), so players agree
 # No look-ahead or B-frame queue (zerolatency): the encoder holds ~10 MB instead of ~30-60 MB of queued
@@ -27,10 +31,13 @@ AUDIO_LAYOUTS = {1: "mono", 2: "stereo"}
 
 
 class VideoFileWriter:
-    """Context manager; write() takes float frames (n, H, W, 3) in [0, 1]. A failed write removes the file."""
+    """Context manager; write() takes float frames (n, H, W, 3) in [0, 1]. The file appears at `path` only when
+    the write completes; a failed write leaves nothing."""
 
     def __init__(self, path: str, frame_rate: float, crf: int = 19, audio: dict | None = None):
         self.path = path
+        folder, name = os.path.split(path)
+        self._partial = os.path.join(folder, f".{name}.{uuid.uuid4().hex[:8]}.partial")
         self.frame_rate = Fraction(round(frame_rate * 1000), 1000)
         self.crf = crf
         self.frames = 0
@@ -40,7 +47,7 @@ class VideoFileWriter:
         self._audio_stream = None
 
     def __enter__(self):
-        self._container = av.open(self.path, mode="w")
+        self._container = av.open(self._partial, mode="w", format="mp4")
         return self
 
     def _open_stream(self, height: int, width: int):
@@ -64,6 +71,10 @@ class VideoFileWriter:
         self._container.mux(self._audio_stream.encode(None))
 
     def write(self, frames: torch.Tensor):
+        if not all_finite(frames):
+            raise ValueError(f"frames {self.frames + 1}-{self.frames + len(frames)} of the video hold NaN or "
+                             "infinite values, so no video was written; the latent or the VAE produced them "
+                             "(the error of the node before names which)")
         if self._stream is None:
             self._open_stream(frames.shape[1], frames.shape[2])
         for image in frames:  # one frame at a time: no 8-bit copy of the whole block
@@ -79,12 +90,13 @@ class VideoFileWriter:
                     self._mux_audio()
         finally:
             self._container.close()
-        if error is not None or self._stream is None:
-            # a partial or empty file is no video; PyAV creates the file only on the first write
-            with contextlib.suppress(FileNotFoundError):
-                os.remove(self.path)
-            if error is None:
-                raise ValueError("no frames were written to the video file")
+        if error is None and self._stream is not None:
+            os.replace(self._partial, self.path)
+            return False
+        if os.path.exists(self._partial):  # a partial or empty file is no video
+            os.remove(self._partial)
+        if error is None:
+            raise ValueError("no frames were written to the video file")
         return False
 
 
@@ -108,3 +120,14 @@ def write_video(path: str, blocks: Iterable[torch.Tensor], frame_rate: float, cr
 
 def video_from_file(path: str):
     return InputImpl.VideoFromFile(path)
+
+
+def temp_video_path(prefix: str):
+    """(path of a new MP4 in ComfyUI's temp folder, the node's video preview of it)."""
+    import folder_paths
+    from comfy_api.latest import io, ui
+
+    folder = os.path.join(folder_paths.get_temp_directory(), "turbovideo")
+    os.makedirs(folder, exist_ok=True)
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}.mp4"
+    return os.path.join(folder, name), ui.PreviewVideo([ui.SavedResult(name, "turbovideo", io.FolderType.temp)])

@@ -18,7 +18,7 @@ from __future__ import annotations
 import torch
 
 from ..models.vsr_conditioner import VSRConditioner, latent_tokens
-from . import core_compat, families
+from . import core_compat, families, finite_guard
 from .tiled_model import CROPPED_OPTIONS_KEY
 
 LR_LATENT = "vsr_lr_latent"
@@ -90,4 +90,4 @@ def apply_vsr_conditioner(model, conditioner: VSRConditioner, lr_latent: torch.T
     options[CROPPED_OPTIONS_KEY] = {**options.get(CROPPED_OPTIONS_KEY, {}), LR_LATENT: processed}
     previous = core_compat.block_patch(patched.model_options, 0)  # another pack's or the training's keeps running
     patched.set_model_patch_replace(_block_patch(conditioner, family, live, previous), "dit", "double_block", 0)
-    return patched
+    return finite_guard.guard(patched, "a VSR conditioner")

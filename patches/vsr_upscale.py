@@ -31,12 +31,14 @@ import torch.nn.functional as F
 
 from ..samplers import color_correction, flow_shift
 from ..samplers import video_chunks as vc
-from . import chunked_vae, families, tile_preview
-from .tiled_model import TilingSettings, apply_tiling, free_memory_for, resolve_tile
+from . import chunked_vae, families, finite_guard, tile_preview
+from .tile_plan import auto_settings, conds_for_cfg
+from .tiled_model import TilingSettings, apply_tiling
 from .vsr_conditioning import apply_vsr_conditioner, first_latent_mask
 
 RESIZE_METHODS = ("lanczos", "bicubic", "bilinear", "area", "nearest-exact")
-RESIZE_BLOCK = 16  # frames resized per common_upscale call
+RESIZE_BLOCK = 16  # frames resized per common_upscale call, at most
+RESIZE_PIXELS = 1 << 25  # output pixels per common_upscale call, at most: the stop button waits for one call
 
 
 @dataclass(frozen=True)
@@ -61,10 +63,12 @@ def resize_frames(images: torch.Tensor, size: tuple[int, int], method: str) -> t
     if method not in RESIZE_METHODS:
         raise ValueError(f"resize_method must be one of {RESIZE_METHODS}, got {method!r}")
     out = torch.empty((images.shape[0], *size, images.shape[-1]), dtype=torch.float32)
-    for start in range(0, images.shape[0], RESIZE_BLOCK):
-        block = images[start:start + RESIZE_BLOCK].movedim(-1, 1).float()
+    step = max(1, min(RESIZE_BLOCK, RESIZE_PIXELS // (size[0] * size[1])))
+    for start in range(0, images.shape[0], step):
+        comfy.model_management.throw_exception_if_processing_interrupted()
+        block = images[start:start + step].movedim(-1, 1).float()
         resized = comfy.utils.common_upscale(block, size[1], size[0], method, "disabled")
-        out[start:start + RESIZE_BLOCK] = resized.movedim(1, -1).clamp(0.0, 1.0)
+        out[start:start + step] = resized.movedim(1, -1).clamp(0.0, 1.0)
     return out
 
 
@@ -150,21 +154,22 @@ def encode_frames(vae, frames: LRFrames) -> torch.Tensor:
 
 
 def concrete_tiling(model, latent_shape, settings: UpscaleSettings) -> TilingSettings | None:
-    """The tiling for this latent, an auto tile resolved against the budget (cond + uncond batched when cfg != 1)."""
-    tiling = settings.tiling
-    if tiling is None or not tiling.auto:
-        return tiling
-    budget = tiling.budget_bytes if tiling.budget_bytes is not None else free_memory_for(model)
-    batch = latent_shape[0] * (1 if settings.cfg == 1.0 else 2)
-    return resolve_tile(tiling, model.model, (batch, *latent_shape[1:]), budget)
+    """The tiling for this latent: an auto tile resolved by the sampler's own resolver (tile_plan), for cond +
+    uncond per call when cfg != 1, against the memory free now."""
+    if settings.tiling is None:
+        return None
+    return auto_settings(settings.tiling, model, latent_shape, conds_for_cfg(settings.cfg))
 
 
 def _denoise(model, latent: torch.Tensor, settings: UpscaleSettings, positive, negative, conditioner=None,
-             lr_latent: torch.Tensor | None = None, noise_mask: torch.Tensor | None = None) -> torch.Tensor:
-    """Euler from `strength` to 0 on `latent`; lr_latent conditions the model when a conditioner is given."""
+             lr_latent: torch.Tensor | None = None, noise_mask: torch.Tensor | None = None,
+             tiling: TilingSettings | None = None) -> torch.Tensor:
+    """Euler from `strength` to 0 on `latent`; lr_latent conditions the model when a conditioner is given.
+    `tiling`: the concrete plan (default: resolved now for this latent)."""
     if conditioner is not None:
         model = apply_vsr_conditioner(model, conditioner, latent if lr_latent is None else lr_latent)
-    tiling = concrete_tiling(model, latent.shape, settings)
+    tiling = tiling if tiling is not None else concrete_tiling(model, latent.shape, settings)
+    model = finite_guard.guard(model.clone())
     if tiling is not None:
         model = apply_tiling(model, tiling)
     sigmas = vsr_sigmas(settings.steps, settings.strength, model_tokens(latent.shape, tiling))
@@ -177,14 +182,14 @@ def _denoise(model, latent: torch.Tensor, settings: UpscaleSettings, positive, n
 
 
 def denoise_factorized(model, lr_latent: torch.Tensor, first: torch.Tensor, settings: UpscaleSettings, positive,
-                       negative, conditioner=None) -> torch.Tensor:
+                       negative, conditioner=None, tiling: TilingSettings | None = None) -> torch.Tensor:
     """Pass 2: the video latent with `first` (pass 1's HR latent) in latent frame 0, frozen by the
     denoise mask (per-token timestep 0 there); the conditioner still sees the LR latent. Frame 0 comes
     back equal to `first` up to Euler's rounding (upscale_latents then writes it back exactly)."""
     start = lr_latent.clone()
     start[:, :, :1] = first
     return _denoise(model, start, settings, positive, negative, conditioner, lr_latent,
-                    noise_mask=first_latent_mask(start))
+                    noise_mask=first_latent_mask(start), tiling=tiling)
 
 
 def upscale_latents(model, vae, images: torch.Tensor, settings: UpscaleSettings, positive=None, negative=None,
@@ -193,6 +198,10 @@ def upscale_latents(model, vae, images: torch.Tensor, settings: UpscaleSettings,
     if images.ndim != 4 or images.shape[0] < 1:
         raise ValueError(f"images: expected an IMAGE batch (frames, height, width, channels), got "
                          f"{tuple(images.shape)}")
+    if negative is None and not math.isclose(settings.cfg, 1.0):
+        raise ValueError(f"negative: cfg {settings.cfg:g} runs a negative pass, but no negative prompt is connected "
+                         "(it would repeat the positive: twice the compute, no change); connect 'negative' or set "
+                         "cfg to 1")
     info = chunked_vae.video_vae(vae)
     size = target_size(images.shape[1], images.shape[2], settings.scale)
     frames = LRFrames(images[..., :3], size, settings.resize_method, info.space_factor, info.time_factor)
@@ -200,13 +209,14 @@ def upscale_latents(model, vae, images: torch.Tensor, settings: UpscaleSettings,
     comfy.model_management.throw_exception_if_processing_interrupted()
     positive = positive if positive is not None else neutral_conditioning(model)
     negative = negative if negative is not None else positive
-    tiling = concrete_tiling(model, latent.shape, settings)
+    tiling = concrete_tiling(model, latent.shape, settings)  # the video pass's plan: sampled with, and drawn
     if not settings.factorized or latent.shape[2] == 1:
-        return Upscaled(_denoise(model, latent, settings, positive, negative, conditioner), frames, tiling)
+        return Upscaled(_denoise(model, latent, settings, positive, negative, conditioner, tiling=tiling), frames,
+                        tiling)
     first_lr = encode_frames(vae, frames.first())
     first = _denoise(model, first_lr, settings, positive, negative, conditioner)
     comfy.model_management.throw_exception_if_processing_interrupted()
-    samples = denoise_factorized(model, latent, first, settings, positive, negative, conditioner)
+    samples = denoise_factorized(model, latent, first, settings, positive, negative, conditioner, tiling)
     samples[:, :, :1] = first
     return Upscaled(samples, frames, tiling, first)
 

@@ -38,13 +38,16 @@ def renoise(latent: torch.Tensor, noise: torch.Tensor, sigma: float) -> torch.Te
     return sigma * noise.to(latent.dtype) + (1.0 - sigma) * latent
 
 
-def for_disabled_noise(noised: torch.Tensor, sigma: float) -> torch.Tensor:
+def for_disabled_noise(noised: torch.Tensor, sigma: float, sigmas_input: str = "sigmas",
+                       trim_input: str | None = "start_step") -> torch.Tensor:
     """The LATENT a sampler with DisableNoise must get to start exactly at `noised`.
 
     ComfyUI's KSAMPLER always starts from sigma * noise + (1 - sigma) * latent; with zero noise that is
-    (1 - sigma) * latent, so the latent handed over is noised / (1 - sigma).
+    (1 - sigma) * latent, so the latent handed over is noised / (1 - sigma). Errors name `sigmas_input` and,
+    where the node has one, the input that trims the schedule.
     """
     if not 0.0 <= sigma < 1.0:
-        raise ValueError(f"sigmas: the HR pass must start below sigma 1 to keep the LR content, got {sigma:.4g}; "
-                         "trim the schedule (start_step) or use one like 0.9094, 0.725, 0.4219, 0.0")
+        trim = f"trim the schedule ({trim_input}) or use" if trim_input else "use"
+        raise ValueError(f"{sigmas_input}: the HR pass must start below sigma 1 to keep the LR content, got "
+                         f"{sigma:.4g}; {trim} a schedule like 0.9094, 0.725, 0.4219, 0.0")
     return noised / (1.0 - sigma)

@@ -19,6 +19,8 @@ from collections.abc import Callable, Sequence
 
 import torch
 
+from .step_checks import check_model_output, schedule_levels
+
 RCM_MID_T_PRESETS = {"default": (1.5, 1.4, 1.0), "alternative": (1.3, 1.0, 0.6)}
 RCM_MAX_STEPS = 4
 
@@ -98,12 +100,9 @@ def split_at_boundary(sigmas: torch.Tensor, boundary: float) -> tuple[torch.Tens
 
 
 def _sigma_levels(sigmas: torch.Tensor) -> list[float]:
-    if sigmas.ndim != 1 or sigmas.numel() < 2:
-        raise ValueError(f"sigmas must be a 1-D tensor with at least 2 values, got shape "
-                         f"{tuple(sigmas.shape)}")
-    levels = sigmas.tolist()
+    levels = schedule_levels(sigmas)
     if any(not s > 0 for s in levels[:-1]):
-        raise ValueError("sigmas must be > 0 except for the last value")
+        raise ValueError(f"sigmas: must be > 0 except for the last value, got {levels}")
     return levels
 
 
@@ -129,7 +128,8 @@ def sample_rcm(
 
     denoise(x, s) -> x0 prediction, s a 0-d tensor; noise_like(x, i) -> fresh standard normal noise
     like x for step i (SDE only, never called for a step ending at 0);
-    callback(i, x, x0, s) after each step; check_interrupt() before each step.
+    callback(i, x, x0, s) after each step; check_interrupt() before each step. One sigma = no step: x comes
+    back unchanged; a non-finite prediction stops at its step (step_checks.NonFiniteModelOutput).
     """
     levels = _sigma_levels(sigmas)
     for i in range(len(levels) - 1):
@@ -137,6 +137,7 @@ def sample_rcm(
             check_interrupt()
         s, s_next = sigmas[i], sigmas[i + 1]
         x0 = denoise(x, s)
+        check_model_output(x, x0, i, len(levels) - 1, levels[i])
         noise = noise_like(x, i) if not ode and levels[i + 1] > 0 else None
         x = rcm_step(x, x0, s, s_next, noise, ode)
         if callback is not None:

@@ -23,6 +23,7 @@ from collections.abc import Callable, Sequence
 import torch
 
 from .flow_shift import shift_sigmas
+from .step_checks import check_model_output, schedule_levels
 
 # d = 1/2^k for k = 0..7: the step sizes of the original shortcut recipe, 1 step .. 128 steps
 # (dt_base 0..7). A model trained with extra base step sizes passes its own list instead.
@@ -60,12 +61,9 @@ def nearest_step_size(d: float, trained_step_sizes: Sequence[float] = DEFAULT_TR
 
 
 def _sigma_levels(sigmas: torch.Tensor) -> list[float]:
-    if sigmas.ndim != 1 or sigmas.numel() < 2:
-        raise ValueError(f"sigmas must be a 1-D tensor with at least 2 values, got shape "
-                         f"{tuple(sigmas.shape)}")
-    levels = sigmas.tolist()
+    levels = schedule_levels(sigmas)
     if any(not a > b for a, b in zip(levels[:-1], levels[1:])) or levels[-1] < 0:
-        raise ValueError("sigmas must be strictly decreasing and >= 0")
+        raise ValueError(f"sigmas: must be strictly decreasing and >= 0, got {levels}")
     return levels
 
 
@@ -80,7 +78,8 @@ def sample_shortcut(
     """Euler over the flow; at each step the model is told the (nearest trained) step it takes.
 
     denoise(x, s, step_size) -> x0, s a 0-d tensor, step_size a float from trained_step_sizes;
-    callback(i, x, x0, s) after each step; check_interrupt() before each step.
+    callback(i, x, x0, s) after each step; check_interrupt() before each step. One sigma = no step; a
+    non-finite prediction stops at its step (step_checks.NonFiniteModelOutput).
     """
     levels = _sigma_levels(sigmas)
     for i in range(len(levels) - 1):
@@ -89,6 +88,7 @@ def sample_shortcut(
         s, s_next = sigmas[i], sigmas[i + 1]
         step_size = nearest_step_size(levels[i] - levels[i + 1], trained_step_sizes)
         x0 = denoise(x, s, step_size)
+        check_model_output(x, x0, i, len(levels) - 1, levels[i])
         x = x + (s_next - s) * (x - x0) / s
         if callback is not None:
             callback(i, x, x0, s)

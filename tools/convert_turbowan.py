@@ -2,7 +2,8 @@
 
 Usage: `python tools/convert_turbowan.py TurboWan2.1-T2V-1.3B-480P.pth [out.safetensors]`
 The keys stay in TurboDiffusion's layout (TurboWanLoader reads both); the file is checked first, so
-a native Wan or incomplete checkpoint is refused with the same message the loader gives.
+a native Wan or incomplete checkpoint is refused with the same message the loader gives. The output is
+written under a temporary name and renamed when complete.
 """
 import argparse
 import pathlib
@@ -12,14 +13,13 @@ from pack_import import import_pack_module
 
 
 def convert_file(source: pathlib.Path, target: pathlib.Path | None = None) -> pathlib.Path:
-    from safetensors.torch import save_file
-
     turbowan = import_pack_module("models.turbowan")
+    files = import_pack_module("models.checkpoint_files")
     target = target or source.with_suffix(".safetensors")
-    state_dict = turbowan.read_state_dict(source)
-    checkpoint = turbowan.convert(state_dict, source.name)
+    state_dict = turbowan.read_state_dict(source, "source")
+    checkpoint = turbowan.convert(state_dict, source.name, "source")
     metadata = {"format": "turbowan", "release": checkpoint.release, "source": source.name}
-    save_file({k: v.contiguous() for k, v in state_dict.items()}, str(target), metadata=metadata)
+    files.save_safetensors({k: v.contiguous() for k, v in state_dict.items()}, target, metadata)
     return target
 
 

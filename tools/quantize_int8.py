@@ -98,12 +98,12 @@ def _source_dtype(reader, groups) -> torch.dtype:
 
 def quantize_file(source, target, granularity: str = "per_channel", layers: str = "all", log=print) -> int:
     """Write `target`; returns the number of INT8 Linears."""
-    from safetensors import safe_open
-
     if granularity not in GRANULARITIES:
         raise ValueError(f"granularity must be one of {GRANULARITIES}; got {granularity!r}")
     _, _, int8_format, stream, _ = _modules()
-    with safe_open(str(source), "pt") as reader:
+    files = import_pack_module("models.checkpoint_files")  # an empty or damaged file is named as such
+    role = files.FileRole("source", "a float diffusion model", "(an LTX-Video or Wan DiT .safetensors)")
+    with files.open_safetensors(source, role) as reader:
         groups, plan = plan_file(reader, layers, granularity)
         linears = sum(prefix is not None for entries in groups.values() for _, prefix in entries)
         if not linears:

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
+import pathlib
 
 WIDGET_TYPES = {"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO"}
 COLUMN_WIDTH, ROW_GAP, NODE_WIDTH = 380, 40, 340
@@ -128,9 +130,15 @@ class Workflow:
 
 
 def write(workflow: Workflow, path, extra_info=None):
-    with open(path, "w", encoding="utf-8") as handle:
-        json.dump(workflow.to_ui(extra_info), handle, indent=1)
-        handle.write("\n")
+    """Writes the workflow JSON under a temporary name beside `path`, then renames it into place."""
+    text = json.dumps(workflow.to_ui(extra_info), indent=1) + "\n"
+    path = pathlib.Path(path)
+    temp = path.with_name(f".{path.name}.partial")
+    try:
+        temp.write_text(text, encoding="utf-8")
+        os.replace(temp, path)
+    finally:
+        temp.unlink(missing_ok=True)
 
 
 def to_api(ui: dict, node_info: dict) -> dict:

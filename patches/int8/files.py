@@ -9,14 +9,15 @@ pack's GEMM where faster); otherwise the pack's Int8Linear layers (layer.py) thr
 """
 from __future__ import annotations
 
-import os
-
 import comfy.model_management
 import comfy.sd
 import comfy.utils
 import torch
 
 from ...models import int8_format
+from ...models.checkpoint_files import atomic_target
+from .. import finite_guard
+from ..model_files import QUANTIZED_ROLE, load_model_file
 from . import native
 from .layer import Int8Ops
 
@@ -29,14 +30,10 @@ def quantized_state_dict(model) -> dict:
 
 
 def save_atomic(state: dict, path: str, metadata: dict):
-    """Write the safetensors file under a temporary name beside `path`, then rename it into place."""
-    temporary = f"{path}.partial"
-    try:
-        comfy.utils.save_torch_file(state, temporary, metadata=metadata)
-        os.replace(temporary, path)
-    finally:
-        if os.path.exists(temporary):
-            os.remove(temporary)
+    """Write the safetensors file under a hidden temporary name beside `path`, then rename it into place
+    (models/checkpoint_files.atomic_target: a crash mid-save leaves nothing under the final name)."""
+    with atomic_target(path) as temporary:
+        comfy.utils.save_torch_file(state, str(temporary), metadata=metadata)
 
 
 def save_quantized(model, path: str) -> int:
@@ -76,6 +73,7 @@ def load_quantized(state_dict: dict, metadata: dict | None = None, dtype: torch.
 
 
 def load_quantized_file(path: str):
-    """A MODEL from an INT8 .safetensors file."""
-    state, meta = comfy.utils.load_torch_file(path, safe_load=True, return_metadata=True)
-    return load_quantized(state, meta)
+    """A MODEL from an INT8 .safetensors file, opened and checked by patches/model_files (an empty, damaged or
+    TurboWan file is named, NaN / non-float weights refused); sampling stops at a non-finite model output."""
+    state, meta = load_model_file(path, QUANTIZED_ROLE)
+    return finite_guard.guard(load_quantized(state, meta), "INT8 layers (an INT8 file)")

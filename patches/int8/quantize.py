@@ -13,7 +13,7 @@ import torch
 
 from ...kernels import int8 as int8_kernels
 from ...kernels.int8_reference import GRANULARITIES
-from .. import core_compat, families
+from .. import core_compat, families, finite_guard
 from . import native
 from .layer import Int8Linear
 from .selection import LAYER_CHOICES, wanted
@@ -70,4 +70,4 @@ def quantize_model(model, layers: str = "all", granularity: str = "per_channel",
                              "instead of quantizing twice")
         patched.add_object_patch(path, int8_copy(model, linear, granularity, backend))
         progress.update(1)
-    return patched
+    return finite_guard.guard(patched, f"INT8 layers ({granularity}, backend {backend})")  # NaN output stops sampling

@@ -253,6 +253,36 @@ def test_training_rope_equals_cores_inference_rope_against_float64(comfy, tiny_m
         assert error <= 1e-5 * float(reference.abs().max()), f"{name} RoPE is {error:.2e} from float64"
 
 
+@pytest.mark.parametrize("guider,cfg,expected", [("cfg", 1.0, 1), ("cfg", 2.0, 2), ("basic", 1.0, 1)])
+def test_conds_per_model_call_is_the_batch_core_sends(comfy, tiny_models, captured, monkeypatch, guider, cfg, expected):
+    """core_compat.conds_per_model_call (the auto tile's batch) against the batch core's sampling_function puts
+    through the model: KSampler at cfg 1 skips the negative, at cfg 2 batches both; BasicGuider has one."""
+    import importlib
+
+    host = comfy
+    core_compat, base = _pack(host, "core_compat"), importlib.import_module("comfy.model_base")
+    answered, batches = [], []
+    original, apply_model = core_compat.conds_per_model_call, base.BaseModel.apply_model
+    monkeypatch.setattr(core_compat, "conds_per_model_call", lambda g: answered.append(original(g)) or answered[-1])
+    monkeypatch.setattr(base.BaseModel, "apply_model",
+                        lambda self, x, *a, **k: batches.append(x.shape[0]) or apply_model(self, x, *a, **k))
+    prompt = graphs.ltxv_checkpoint_nodes(tiny_models["ltxv_checkpoint"], frames=9, size=64)
+    prompt["tiled"] = {"class_type": "TurboTiledModel", "inputs": {
+        "model": ["ckpt", 0], "tile_size": 0, "memory_budget_mb": 1024, "tile_overlap": 1, "segment_length": 0,
+        "segment_overlap": 2, "weights": "cosine", "tile_batch": 1}}
+    if guider == "cfg":
+        prompt["sample"] = graphs.ksampler(["tiled", 0], ["latent", 0], steps=2, cfg=cfg)
+    else:
+        prompt["sampler"] = {"class_type": "KSamplerSelect", "inputs": {"sampler_name": "euler"}}
+        prompt["sigmas"] = {"class_type": "BasicScheduler", "inputs": {"model": ["tiled", 0], "scheduler": "simple",
+                                                                        "steps": 2, "denoise": 1.0}}
+        prompt.update(graphs.custom_sampler_nodes(["tiled", 0], ["latent", 0], ["sampler", 0], ["sigmas", 0]))
+    prompt.update(graphs.capture(["sample", 0], "latent"))
+    result = host.run(prompt)
+    assert result.ok, result.describe()
+    assert answered == [expected] and max(batches) == expected, (answered, batches)
+
+
 def _native_layer(core_compat, generator):
     import json
 

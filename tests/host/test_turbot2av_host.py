@@ -157,7 +157,7 @@ def test_empty_latent_has_turbot2avs_audio_length(comfy, captured):
     ("full_checkpoint", "full LTX-2 checkpoint.*Choose it as base_checkpoint"),
     ("wan", "Wan / TurboWan model.*TurboWanLoader"),
     ("truncated", "truncated or damaged.*re-download"),
-    ("code", "holds Python objects or code.*refused and nothing in it was run"),
+    ("code", "needs Python code to load, so it was refused and nothing in it ran"),
 ])
 def test_wrong_files_say_what_to_load_instead(comfy, tiny_models, t2av_files, tmp_path_factory, kind, message):
     folder = tmp_path_factory.mktemp(f"bad_{kind}") / "diffusion_models"

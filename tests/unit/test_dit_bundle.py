@@ -101,7 +101,7 @@ def _set_entry(metadata, change):
     ("version", "bundle format_version '9' is not supported"),
     ("unknown_kind", "unknown adapter kinds ['lora']"),
     ("shape", "fusion adapter tensor fusion.blocks.1.proj_out.weight has shape (16, 15), its metadata needs (16, 16)"),
-    ("nan", "step-size adapter tensor step_embedder.linear_2.bias holds NaN"),
+    ("nan", "step-size adapter: tensor 'step_embedder.linear_2.bias' holds 1 NaN"),
 ])
 def test_lrhr_bundle_errors_name_the_problem(files, case, message):
     _, paths, folder = files

@@ -107,7 +107,7 @@ def _valid_parts(width=8):
 def test_not_a_step_size_adapter(tmp_path, metadata):
     tensors, _ = _valid_parts()
     path = _write(tmp_path / "lora.safetensors", tensors, metadata)
-    with pytest.raises(ValueError, match="lora.safetensors is not a step-size adapter"):
+    with pytest.raises(ValueError, match="adapter: 'lora.safetensors' is not a step-size adapter"):
         se.load_step_embedder(path)
     with pytest.raises(ValueError, match="is not a step-size adapter"):
         se.read_step_embedder_header(path)
@@ -116,7 +116,7 @@ def test_not_a_step_size_adapter(tmp_path, metadata):
 def test_not_a_safetensors_file(tmp_path):
     path = tmp_path / "junk.safetensors"
     path.write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00not json")
-    with pytest.raises(ValueError, match="junk.safetensors is not a step-size adapter"):
+    with pytest.raises(ValueError, match="adapter: 'junk.safetensors' is not a model file.*needs a step-size adapter"):
         se.load_step_embedder(path)
 
 

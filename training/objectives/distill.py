@@ -17,9 +17,9 @@ import json
 import torch
 import torch.nn.functional as F
 from safetensors import safe_open
-from safetensors.torch import save_file
 from torch import nn
 
+from ...models.checkpoint_files import save_safetensors
 from ...models.fusion_blocks import resize_tokens
 from ...patches import core_compat
 from ...patches.lr_features import check_blocks, lr_family
@@ -148,10 +148,10 @@ class DistillObjective(Objective):
         """The student DiT (UNETLoader layout, with the base file's config) + `<name>.heads.safetensors`."""
         tensors = {k: v.detach().to("cpu").contiguous() for k, v in self.student.state_dict().items()}
         config = getattr(self.base, "config_metadata", None)
-        save_file(tensors, str(path), metadata={"config": config} if config else None)
+        save_safetensors(tensors, path, {"config": config} if config else None)
         heads = {k: v.detach().to("cpu", torch.float32).contiguous() for k, v in self.heads.state_dict().items()}
-        save_file(heads, heads_path(path), metadata={"student_blocks": json.dumps(self.student_blocks),
-                                                     "teacher_blocks": json.dumps(self.teacher_blocks)})
+        save_safetensors(heads, heads_path(path), {"student_blocks": json.dumps(self.student_blocks),
+                                                   "teacher_blocks": json.dumps(self.teacher_blocks)})
 
 
 def heads_path(path) -> str:
@@ -202,7 +202,7 @@ def precompute_teacher_features(teacher, latents: torch.Tensor, blocks, path, se
         for b in blocks:
             features[b].append(store[b].float().cpu())
     out.update({TEACHER_PREFIX + str(b): torch.cat(f) for b, f in features.items()})
-    save_file(out, str(path))
+    save_safetensors(out, path)
 
 
 OBJECTIVE = DistillObjective
