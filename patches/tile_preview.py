@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from ..samplers import video_chunks as vc
 from ..samplers.tiling import Window
 from . import chunked_vae
-from .tiled_model import free_memory_for, resolve_tile, tiling_settings
+from .tiled_model import free_memory_for, plan_for, resolve_tile, tiling_settings
 
 STRIP_PX = 12
 PALETTE = torch.tensor([[0.90, 0.20, 0.20], [0.20, 0.75, 0.25], [0.25, 0.40, 0.95], [0.95, 0.80, 0.15],
@@ -109,5 +109,5 @@ def layout_for_model(model, vae, images: torch.Tensor) -> torch.Tensor:
     if settings.auto:
         budget = settings.budget_bytes if settings.budget_bytes is not None else free_memory_for(model)
         settings = resolve_tile(settings, model.model, (1, info.channels, *shape), budget)
-    return draw_layout(images[0], settings.plan(shape), info.space_factor, info.time_factor, images.shape[0],
+    return draw_layout(images[0], plan_for(settings, model.model, shape), info.space_factor, info.time_factor, images.shape[0],
                        tuple(images.shape[1:3]))

@@ -25,6 +25,7 @@ through uncropped.
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass, replace
 
 import comfy.model_management
@@ -32,7 +33,8 @@ import comfy.patcher_extension
 import torch
 
 from ..samplers.tile_budget import largest_tile, model_call_cost
-from ..samplers.tiling import Window, check_plan_inputs, plan_windows, tiled_apply
+from ..samplers.tiling import Window, check_plan_inputs, plan_windows, tiled_apply, to_units, unit_grid
+from . import families
 
 WRAPPER_KEY = "turbovideo_tiled_model"
 # transformer_options entry {name: tensor laid out like x [B, C, T, H, W]}: cropped per window like x, so
@@ -59,23 +61,56 @@ class TilingSettings:
     def auto(self) -> bool:
         return self.tile == AUTO
 
-    def plan(self, shape: tuple[int, int, int]) -> list[Window]:
-        tile = (min(self.tile[0], shape[1]), min(self.tile[1], shape[2]))
-        overlap = min(self.overlap, max(min(tile) - 1, 0))
-        return plan_windows(shape, tile, overlap, self.segment, self.segment_overlap, self.weights)
+    def plan(self, shape: tuple[int, int, int], unit: tuple[int, int, int] = (1, 1, 1)) -> list[Window]:
+        """Windows over a (T, H, W) latent; `unit`: the cells a window must start on and be made of
+        (window_unit: 1 x 1 x 1 unless the model's family says otherwise)."""
+        sizes = to_units(shape, unit, self.tile, self.overlap, self.segment, self.segment_overlap)
+        return plan_windows(shape, sizes.tile, sizes.overlap, sizes.segment, sizes.segment_overlap, self.weights,
+                            unit=unit)
+
+
+def window_unit(base_model, shape) -> tuple[int, int, int]:
+    """Latent cells (frames, rows, cols) that windows are made of on this model (families.TilingRules)."""
+    rules = families.tiling_rules(base_model)
+    return (1, 1, 1) if rules is None else tuple(rules.unit(base_model, tuple(shape)))
+
+
+def plan_for(settings: TilingSettings, base_model, shape) -> list[Window]:
+    return settings.plan(tuple(shape), window_unit(base_model, shape))
+
+
+def windows_per_call(settings: TilingSettings, base_model, batch: int) -> int:
+    """tile_batch, or 1 where the family pairs batch halves and the sampler batches more than one item."""
+    rules = families.tiling_rules(base_model)
+    return 1 if rules is not None and rules.pairs_batch_halves and batch > 1 else settings.tile_batch
+
+
+def _call_cost(base_model, batch: int, channels: int):
+    rules = families.tiling_rules(base_model)
+    if rules is not None and rules.call_cost is not None:
+        return rules.call_cost(base_model, batch, channels)
+    return model_call_cost(base_model.memory_required, batch, channels)
 
 
 def resolve_tile(settings: TilingSettings, base_model, x_shape, budget: float) -> TilingSettings:
-    """An auto tile made concrete: the largest square whose model call (x_shape[0] x tile_batch items)
-    fits `budget` by the model's own memory estimate (BaseModel.memory_required)."""
-    cost = model_call_cost(base_model.memory_required, x_shape[0] * settings.tile_batch, x_shape[1])
-    choice = largest_tile(tuple(x_shape[2:]), budget, cost, settings.overlap, settings.segment)
+    """An auto tile made concrete: the largest square whose model call (x_shape[0] items per window) fits
+    `budget` by the model's own memory estimate (BaseModel.memory_required, or the family's)."""
+    shape = tuple(x_shape[2:])
+    unit = window_unit(base_model, shape)
+    side = math.sqrt(unit[1] * unit[2])  # cells per unit of tile side
+    cost = _call_cost(base_model, x_shape[0] * windows_per_call(settings, base_model, x_shape[0]), x_shape[1])
+    in_cells = lambda t, h, w: cost(*(min(n * u, limit) for n, u, limit in zip((t, h, w), unit, shape)))
+    segment = to_units(shape, unit, (1, 1), 0, settings.segment, settings.segment_overlap).segment
+    overlap = math.ceil(settings.overlap / side)
+    choice = largest_tile(unit_grid(shape, unit), budget, in_cells, overlap, segment)
     if not choice.fits:
         logging.warning("TurboTiledModel: even a %dx%d latent tile is estimated at %.0f MiB, over the %.0f MiB "
-                        "budget; trying anyway (lower segment_length or tile_batch)", choice.side, choice.side,
-                        choice.cost / MIB, budget / MIB)
+                        "budget; trying anyway (lower segment_length or tile_batch)", min(choice.side * unit[1],
+                        shape[1]), min(choice.side * unit[2], shape[2]), choice.cost / MIB, budget / MIB)
     # a side below overlap + 1 only comes back when it covers the whole frame: one window, no overlap
-    return replace(settings, tile=(choice.side, choice.side), overlap=min(settings.overlap, choice.side - 1))
+    overlap = settings.overlap if choice.side > overlap else math.floor((choice.side - 1) * side)
+    tile = math.ceil(choice.side * side)
+    return replace(settings, tile=(tile, tile), overlap=overlap)
 
 
 def free_memory_for(model) -> float:
@@ -155,9 +190,9 @@ def _tiled_wrapper(settings: TilingSettings):
         transformer_options = {} if transformer_options is None else transformer_options
         if x.ndim != 5:
             raise ValueError(f"model: TurboTiledModel tiles video latents [B, C, T, H, W]; this model got "
-                             f"shape {tuple(x.shape)}. Use it with a video model (LTX-Video, Wan)")
+                             f"shape {tuple(x.shape)}. Use it with a video model (LTX-Video, LTX-2, Wan, SeedVR2)")
         active = concrete(executor.class_obj, x)
-        windows = active.plan(tuple(x.shape[2:]))
+        windows = plan_for(active, executor.class_obj, x.shape[2:])
         if len(windows) == 1:
             return executor(x, t, c_concat, c_crossattn, control, transformer_options, **kwargs)
         if control is not None:
@@ -176,7 +211,8 @@ def _tiled_wrapper(settings: TilingSettings):
         def between(done: int, total: int) -> None:
             comfy.model_management.throw_exception_if_processing_interrupted()
 
-        return tiled_apply(run, x, windows, active.tile_batch, before_batch=between)
+        per_call = windows_per_call(active, executor.class_obj, x.shape[0])
+        return tiled_apply(run, x, windows, per_call, before_batch=between)
 
     apply_model.settings = settings  # read by the layout preview
     return apply_model
@@ -193,11 +229,11 @@ def window_noise_shape(settings: TilingSettings, model, noise_shape) -> list[int
         budget = settings.budget_bytes if settings.budget_bytes is not None else free_memory_for(model)
         with_uncond = [2 * batch, *noise_shape[1:]]  # the estimate ComfyUI makes counts cond + uncond
         active = resolve_tile(settings, model.model, with_uncond, budget)
-    windows = active.plan((frames, height, width))
+    windows = plan_for(active, model.model, (frames, height, width))
     largest = max(windows, key=lambda w: (w.frames[1] - w.frames[0]) * (w.rows[1] - w.rows[0]) *
                   (w.cols[1] - w.cols[0]))
     size = [b - a for a, b in (largest.frames, largest.rows, largest.cols)]
-    return [batch * min(active.tile_batch, len(windows)), channels, *size]
+    return [batch * min(windows_per_call(active, model.model, batch), len(windows)), channels, *size]
 
 
 def _prepare_sampling_wrapper(settings: TilingSettings):
