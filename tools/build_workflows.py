@@ -219,6 +219,54 @@ def ltxv_lr_to_hr_student_tiled(info) -> Workflow:
     return w
 
 
+SEEDVR2_DIT = "seedvr2_3b_int8_convrot.safetensors"  # core's SeedVR2 template files (Comfy-Org/SeedVR2)
+SEEDVR2_VAE = "seedvr2_ema_vae_fp16.safetensors"
+SEEDVR2_COLOUR_FIX = "lab"  # tests/host/test_seedvr2_tiled_host.py: the fix that keeps tiles closest to untiled
+MUTED = 2
+
+
+def seedvr2_tiled_upscale(info) -> Workflow:
+    """Core's SeedVR2 2x video upscale with flat memory: chunked encode, the DiT through TurboTiledModel (auto
+    tile on SeedVR2's attention-window grid, segments of 32 latent frames), the decode streamed into the MP4.
+    Core's crop and colour fix (SeedVR2PostProcessing) sit on a second, muted branch that decodes to IMAGE."""
+    w = Workflow(info)
+    video = w.add("LoadVideo", title="Low-resolution video", file="low_res.mp4")
+    parts = w.add("GetVideoComponents", video=(video, 0))
+    resized = w.add("ImageScaleBy", image=(parts, 0), upscale_method="lanczos", scale_by=2.0)
+    padded = w.add("SeedVR2Preprocess", resized_images=(resized, 0))
+    unet = w.add("UNETLoader", unet_name=SEEDVR2_DIT, weight_dtype="default")
+    vae = w.add("VAELoader", vae_name=SEEDVR2_VAE)
+    chunks = dict(memory_budget_mb=0, chunk_frames=0, chunk_overlap=0, tile_size=0, tile_overlap=64)
+    latent = w.add("TurboVAEEncode", pixels=(padded, 0), vae=(vae, 0), frame_count="pad", **chunks)
+    cond = w.add("SeedVR2Conditioning", model=(unet, 0), vae_conditioning=(latent, 0))
+    tiled = w.add("TurboTiledModel", model=(unet, 0), tile_size=0, memory_budget_mb=0, tile_overlap=8,
+                  segment_length=32, segment_overlap=8, weights="cosine", tile_batch=1)
+    samples = w.add("KSampler", model=(tiled, 0), seed=42, steps=1, cfg=1.0, sampler_name="euler",
+                    scheduler="simple", positive=(cond, 0), negative=(cond, 1), latent_image=(latent, 0), denoise=1.0)
+    streamed = w.add("TurboVAEDecodeToVideo", samples=(samples, 0), vae=(vae, 0), frame_rate=24.0, crf=19, **chunks)
+    w.add("SaveVideo", video=(streamed, 0), filename_prefix="video/seedvr2_tiled", format="auto", codec="auto")
+    images = w.add("TurboVAEDecode", title="Decode to IMAGE (enable for core's crop + colour fix)",
+                   samples=(samples, 0), vae=(vae, 0), **chunks)
+    fixed = w.add("SeedVR2PostProcessing", images=(images, 0), original_resized_images=(resized, 0),
+                  color_correction_method=SEEDVR2_COLOUR_FIX)
+    out = w.add("CreateVideo", images=(fixed, 0), fps=24.0)
+    saved = w.add("SaveVideo", video=(out, 0), filename_prefix="video/seedvr2_tiled_colour_fixed", format="auto",
+                  codec="auto")
+    for node in (images, fixed, out, saved):
+        node.mode = MUTED
+    return w
+
+
+# workflows that need core nodes a host may lack: built and tested only where the host has them
+NEEDS_CORE_NODES = {"seedvr2_tiled_upscale_to_video.json": ("SeedVR2Conditioning", "SeedVR2Preprocess",
+                                                            "SeedVR2PostProcessing")}
+
+
+def lacking(name: str, node_types) -> list[str]:
+    """The core nodes workflow `name` needs that `node_types` (a host's registered types) does not have."""
+    return [node for node in NEEDS_CORE_NODES.get(name, ()) if node not in node_types]
+
+
 def wan_save_video(w: Workflow, vae, samples, prefix):
     stream_decode_and_save(w, (vae, 0), samples, prefix, WAN_FPS)
 
@@ -280,6 +328,7 @@ WORKFLOWS = {
     "ltxv_t2v_shortcut.json": ltxv_shortcut,
     "ltxv_t2v_rcm_4_steps.json": ltxv_rcm,
     "ltxv_t2v_token_shift_euler.json": ltxv_token_shift,
+    "seedvr2_tiled_upscale_to_video.json": seedvr2_tiled_upscale,
 }
 
 
@@ -290,6 +339,9 @@ def main():
         host = ComfyHost(find_comfyui_root(PACK_ROOT), PACK_ROOT, pathlib.Path(work))
         info = node_info(host)
     for name, build in WORKFLOWS.items():
+        if lacking(name, info):
+            print("skipped", name, "(this host lacks", ", ".join(lacking(name, info)) + ")")
+            continue
         write(build(info), PACK_ROOT / "workflows" / name)
         print("wrote", name)
 

@@ -20,6 +20,7 @@ class Node:
     widgets: dict
     links: dict  # input name -> (source Node, output index)
     title: str | None = None
+    mode: int = 0  # LiteGraph node mode: 0 always, 2 never (muted: shown, not run until the user enables it)
 
 
 def _is_widget(spec) -> bool:
@@ -96,7 +97,11 @@ class Workflow:
     @staticmethod
     def _slot_index(node_id, input_name, ui_nodes):
         node = next(n for n in ui_nodes if n["id"] == node_id)
-        return next(i for i, slot in enumerate(node["inputs"]) if slot["name"] == input_name)
+        slots = [i for i, slot in enumerate(node["inputs"]) if slot["name"] == input_name]
+        if not slots:
+            raise KeyError(f"{node['type']} has no input socket '{input_name}' (it has "
+                           f"{[slot['name'] for slot in node['inputs']]})")
+        return slots[0]
 
     def _ui_node(self, node: Node, links: dict, link_rows: list) -> dict:
         info = self.node_info[node.type]
@@ -109,7 +114,7 @@ class Workflow:
             targets = [row[0] for row in link_rows if row[1] == node.id and row[2] == slot]
             outputs.append({"name": name, "type": kind, "links": targets, "slot_index": slot})
         ui = {"id": node.id, "type": node.type, "pos": [0, 0], "size": [NODE_WIDTH, 0], "flags": {},
-              "order": node.id - 1, "mode": 0, "inputs": inputs, "outputs": outputs,
+              "order": node.id - 1, "mode": node.mode, "inputs": inputs, "outputs": outputs,
               "properties": {"Node name for S&R": node.type}, "widgets_values": self._widget_values(node)}
         if node.title:
             ui["title"] = node.title
