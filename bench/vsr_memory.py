@@ -10,6 +10,10 @@ in float32 plus a depthwise 3x3x3 convolution), so its activations per tile domi
 Work = latent cells of all windows x steps (segments and tiles overlap, so it grows faster than the
 video). Pass: max/min peak_mb <= 1.15 and every case's seconds / work within 0.75-1.35x of the base.
 Linux only. Run: python bench/vsr_memory.py --quick   (the last line is the JSON summary)
+
+--model picks what runs: `local` (the default, above) or `seedvr2` (core's SeedVR2 DiT and VAE through
+TurboTiledModel and the streaming decode against core's untiled path: bench/vsr_memory_seedvr2.py; needs
+COMFYUI_PATH to a ComfyUI 0.29+). Each model module gives CASES, PATHS, run_case(name, path) and summarise(rows).
 """
 from __future__ import annotations
 
@@ -60,7 +64,7 @@ def _model(torch):
     return LocalDenoiser().eval()
 
 
-def run_case(name: str) -> dict:
+def run_case(name: str, path: str = "turbo") -> dict:
     import torch
 
     tiling = _tiling()
@@ -83,18 +87,10 @@ def run_case(name: str) -> dict:
             "seconds": seconds, "peak_mb": (_status_kb("VmHWM") - start_kb) * 1024 / MIB}
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="the three acceptance cases (the only mode)")
-    parser.add_argument("--case", choices=list(CASES), help=argparse.SUPPRESS)  # one case, in this process
-    args = parser.parse_args()
-    if args.case:
-        print(json.dumps(run_case(args.case)))
-        return
-    rows = []
-    for name in CASES:
-        done = subprocess.run([sys.executable, __file__, "--case", name], capture_output=True, text=True, check=True)
-        rows.append(json.loads(done.stdout.strip().splitlines()[-1]))
+PATHS = ("turbo",)
+
+
+def summarise(rows: list[dict]) -> dict:
     base = rows[0]
     print(f"{'case':<10} {'latent T,H,W':<14} {'windows':>7} {'work x':>7} {'seconds':>8} {'time/work':>9} "
           f"{'peak MB':>8}")
@@ -108,8 +104,37 @@ def main() -> None:
     time_ok = all(0.75 <= r <= 1.35 for r in ratios)
     print(f"peak spread {max(peaks) / min(peaks):.3f} (<= 1.15: {spread_ok}); time/work "
           f"{min(ratios):.2f}-{max(ratios):.2f} (0.75-1.35: {time_ok})")
-    print(json.dumps({"cases": [r["case"] for r in rows], "peak_mb": [round(p, 1) for p in peaks],
-                      "seconds": [round(r["seconds"], 3) for r in rows], "work": [r["work"] for r in rows]}))
+    return {"cases": [r["case"] for r in rows], "peak_mb": [round(p, 1) for p in peaks],
+            "seconds": [round(r["seconds"], 3) for r in rows], "work": [r["work"] for r in rows]}
+
+
+def _model_module(model: str):
+    """The bench of one model: this file for `local`, bench/vsr_memory_<model>.py otherwise."""
+    return sys.modules[__name__] if model == "local" else importlib.import_module(f"vsr_memory_{model}")
+
+
+def _in_fresh_process(model: str, name: str, path: str) -> dict:
+    command = [sys.executable, __file__, "--model", model, "--case", name, "--path", path]
+    done = subprocess.run(command, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"{model} {name} {path} failed:\n{done.stdout[-2000:]}{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="the three acceptance cases (the only mode)")
+    parser.add_argument("--model", choices=("local", "seedvr2"), default="local",
+                        help="local: pure-torch local denoiser (default); seedvr2: core SeedVR2 (ComfyUI 0.29+)")
+    parser.add_argument("--case", help=argparse.SUPPRESS)  # one case, in this process
+    parser.add_argument("--path", default="turbo", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    bench = _model_module(args.model)
+    if args.case:
+        print(json.dumps(bench.run_case(args.case, args.path)))
+        return
+    rows = [_in_fresh_process(args.model, name, path) for name in bench.CASES for path in bench.PATHS]
+    print(json.dumps(bench.summarise(rows)))
 
 
 if __name__ == "__main__":
