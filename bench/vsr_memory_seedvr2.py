@@ -1,6 +1,6 @@
 """`bench/vsr_memory.py --model seedvr2`: core's SeedVR2 (ComfyUI 0.29+) with the pack's flat-memory path
-against core's own untiled path, on the tiny 3B-layout DiT and VAE of the tests (the real structure: 32
-blocks, window attention, causal 3D VAE; small widths). Run with ComfyUI's Python and COMFYUI_PATH.
+against core's own untiled path, on the tiny 3B-layout DiT (widened to 256) and VAE of the tests (the real
+structure: 32 blocks, window attention, causal 3D VAE; small widths). Run with ComfyUI's Python and COMFYUI_PATH.
 
 Each (case, path) runs in a fresh process: it boots ComfyUI on the CPU, builds the models with core's
 loaders, encodes nothing (the LR latent is random, as VAEEncode would give) and conditions it with core's
@@ -25,6 +25,7 @@ MIB = 1024 * 1024
 CASES = {"base": (3, 80, 80), "4x_frames": (9, 80, 80), "4x_area": (3, 160, 160)}  # latent (T, H, W)
 PATHS = ("turbo", "core")
 TILING = dict(tile=(40, 40), overlap=0, segment=3, segment_overlap=2)
+DIT = dict(width=256, heads=4, head_dim=64)  # wider than the tests' DiT, so its activations show in the RSS
 VAE_CHUNKS = dict(frames=1)
 
 
@@ -43,7 +44,7 @@ def _models():
     if not tiny.host_has_seedvr2():
         raise SystemExit("--model seedvr2 needs ComfyUI 0.29 or later (core SeedVR2); set COMFYUI_PATH to one")
     tiny.install_core_width_hooks()
-    model = comfy.sd.load_diffusion_model_state_dict(tiny.dit_state_dict())
+    model = comfy.sd.load_diffusion_model_state_dict(tiny.dit_state_dict(**DIT))
     return model, comfy.sd.VAE(sd=tiny.vae_state_dict()), SeedVR2Conditioning
 
 
@@ -87,6 +88,9 @@ def run_case(name: str, path: str) -> dict:
     from vae_memory import _import_host  # the benches' one ComfyUI bootstrap (COMFYUI_PATH, CPU, the pack)
 
     _import_host()
+    import turbovideo.patches.chunked_vae  # noqa: F401  imported before the measurement (PyAV, the pack)
+    import turbovideo.patches.tiled_model  # noqa: F401
+    import turbovideo.patches.video_stream  # noqa: F401
     with torch.inference_mode(), tempfile.TemporaryDirectory() as folder:
         model, vae, conditioning = _models()
         frames, height, width = CASES[name]

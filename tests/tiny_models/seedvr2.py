@@ -86,8 +86,8 @@ def rope_frequencies(count: int) -> torch.Tensor:
     return 1.0 / (10000.0 ** (torch.arange(0, dim, 2, dtype=torch.float64)[:count] / dim))
 
 
-def dit_state_dict(seed=21, dtype=torch.float32) -> dict:
-    state_dict = random_state_dict(dit_layout(), seed, dtype)
+def dit_state_dict(seed=21, dtype=torch.float32, width=WIDTH, heads=HEADS, head_dim=HEAD_DIM) -> dict:
+    state_dict = random_state_dict(dit_layout(width, heads, head_dim), seed, dtype)
     generator = torch.Generator().manual_seed(seed + 1)
     for key in ("positive_conditioning", "negative_conditioning"):  # text embeddings of unit scale
         state_dict[key] = torch.randn(state_dict[key].shape, generator=generator).to(dtype)
