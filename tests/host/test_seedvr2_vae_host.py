@@ -82,17 +82,25 @@ def test_chunked_encode_continues_core_encode_exactly(comfy, captured, vae_name)
     torch.testing.assert_close(turbo, core, atol=EXACT * float(core.abs().max()), rtol=0)
 
 
-def test_a_chunk_boundary_without_the_carried_cache_would_show(comfy, captured, vae_name, monkeypatch):
-    """Why the cache is carried: restarting the causal state at each chunk (each chunk its own video) is far off."""
+def test_parts_continue_the_causal_cache_and_a_fresh_cache_starts_a_new_video(comfy, vae_name):
+    """core_compat.seedvr2_decode_part: consecutive parts with one carried state are the whole decode; a part
+    given a fresh state is decoded as a new video (its first latent a single frame), so carrying it matters."""
     import importlib
 
-    chunked_vae = importlib.import_module(f"{comfy.pack_module.__name__}.patches.chunked_vae")
-    latent = random_latent(5, 8, seed=7)
-    fresh = lambda vae, method: lambda index, piece: getattr(chunked_vae.video_vae(vae).carried, method)(
-        vae, piece, {})
-    monkeypatch.setattr(chunked_vae, "_tile_calls", fresh)
-    out = decode_both(comfy, captured, vae_name, latent, frames=5, overlap=0)
-    assert out["turbo"].shape[0] != 17 or (out["turbo"] - out["core"]).abs().mean() > 1e-2
+    core_compat = importlib.import_module(f"{comfy.pack_module.__name__}.patches.core_compat")
+    import comfy.sd
+    import comfy.utils
+    import folder_paths
+
+    vae = comfy.sd.VAE(sd=comfy.utils.load_torch_file(folder_paths.get_full_path_or_raise("vae", vae_name)))
+    latent = random_latent(4, 4, seed=int(torch.randint(1 << 30, ())))
+    with torch.inference_mode():
+        whole = vae.decode(latent)
+        state = {}
+        parts = [core_compat.seedvr2_decode_part(vae, latent[:, :, a:b], state) for a, b in ((0, 2), (2, 3), (3, 4))]
+        fresh = core_compat.seedvr2_decode_part(vae, latent[:, :, 2:4], {})
+    torch.testing.assert_close(torch.cat(parts, dim=1), whole, atol=EXACT, rtol=0)
+    assert [p.shape[1] for p in parts] == [5, 4, 4] and fresh.shape[1] == 5  # 1 + 4 frames: a new video
 
 
 @pytest.mark.parametrize("mode, expected", [("pad", 11), ("trim", 9)])
