@@ -133,7 +133,11 @@ def main() -> None:
     if args.case:
         print(json.dumps(bench.run_case(args.case, args.path)))
         return
-    rows = [_in_fresh_process(args.model, name, path) for name in bench.CASES for path in bench.PATHS]
+    rows = []
+    for name in bench.CASES:
+        for path in bench.PATHS:
+            rows.append(_in_fresh_process(args.model, name, path))
+            print(json.dumps(rows[-1]), file=sys.stderr, flush=True)  # each case as it ends
     print(json.dumps(bench.summarise(rows)))
 
 
