@@ -1,6 +1,6 @@
-"""Attention backends: accuracy against exact attention, SLA's compute share, and (on CUDA) speed.
+"""Attention backends: accuracy against exact attention, SLA's compute share, and speed against core's SDPA.
 
-    python bench/attention.py --quick                 # CPU, torch path, < 60 s
+    python bench/attention.py --quick                 # CPU, < 2 min
     python bench/attention.py --device cuda --json docs/attention_bench.json
 
 Inputs are video-like: tokens on a frames x height x width grid whose q and k carry smooth
@@ -10,12 +10,19 @@ blocks against all keys; every backend treats query blocks independently, so the
 equals the full run's. flop_fraction = SLA's multiply-adds (block map, sparse branch, linear
 branch, proj_l) over dense attention's, at that case's topk. On CUDA the speed table times the
 Triton kernels against torch SDPA (flash) on the same bf16 inputs and names the device.
-The LAST line printed is JSON: {"cases", "cos_sim", "rel_l2", "flop_fraction", ...}.
+Accuracy runs the reference arithmetic of each backend (implementation="reference") on the CPU.
+
+Speed against core (every device): what TurboAttention's "auto" path runs for each backend
+(kernels.attention, implementation="auto") against the exact SDPA core would run on the same inputs,
+repeats interleaved (core, auto, auto, core, ...); speedup = best core time / best auto time.
+The LAST line printed is JSON: {"cases": [...], "speedup_vs_core": [...], "spread": [...], "accuracy":
+{"cases", "cos_sim", "rel_l2", "flop_fraction"}, "device", ...}.
 """
 import argparse
 import importlib.util
 import json
 import math
+import os
 import pathlib
 import sys
 import time
@@ -75,7 +82,8 @@ def accuracy_case(backend, tokens, head_dim, topk, rows, heads, device, dtype, d
     start = (tokens // 2) // reference.BLOCK_Q * reference.BLOCK_Q  # whole query blocks mid-video
     q_slice = q[:, :, start:start + rows]
     expected = reference.exact_attention(q_slice.float(), k.float(), v.float())
-    out = attention.attention(q_slice, k, v, backend, topk=topk)
+    implementation = "reference" if q.device.type == "cpu" else "auto"
+    out = attention.attention(q_slice, k, v, backend, topk=topk, implementation=implementation)
     cos, rel = _compare(out, expected)
     fraction = None
     if backend in ("sla", "sagesla"):
@@ -116,6 +124,7 @@ def plan(quick):
 
 
 def run(args):
+    """The accuracy table (and on CUDA the Triton speed table)."""
     device = torch.device(args.device)
     dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
     results = {"cases": [], "cos_sim": [], "rel_l2": [], "flop_fraction": [], "device": _device_name(device)}
@@ -130,6 +139,59 @@ def run(args):
     if device.type == "cuda":
         results["speed"] = speed_table(args.heads_speed)
     return results
+
+
+def core_plan(quick):
+    """(name, backend, heads, tokens, head_dim, topk, dtype) of the speed-against-core cases."""
+    sizes = [(4, 1024, 128), (4, 2048, 64)] if quick else [(4, 4096, 128), (8, 8192, 64)]
+    cases = []
+    for heads, tokens, d in sizes:
+        for backend, topk in (("sdpa", 1.0), ("sage", 1.0), ("sla", 0.1), ("sla", 0.15), ("sagesla", 0.15)):
+            label = backend if backend in ("sdpa", "sage") else f"{backend}_topk{topk}"
+            cases.append((f"{label}_1x{heads}x{tokens}x{d}_fp32", backend, heads, tokens, d, topk, torch.float32))
+    heads, tokens, d = sizes[0]
+    cases += [(f"{b}_1x{heads}x{tokens}x{d}_bf16", b, heads, tokens, d, t, torch.bfloat16)
+              for b, t in (("sage", 1.0), ("sla", 0.1))]
+    return cases
+
+
+def _seconds(fn, cuda):
+    if cuda:
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    fn()
+    if cuda:
+        torch.cuda.synchronize()
+    return time.perf_counter() - start
+
+
+def core_ratio(core, auto, repeats, cuda):
+    """(speedup, min, max): speedup = best core time / best auto time over the repeats (the samples other
+    processes disturbed least); min and max of the per-repeat ratios show the spread. The order alternates."""
+    core(), auto(), auto()  # warm-up; auto's first call may measure its candidates
+    core_times, auto_times = [], []
+    for repeat in range(repeats):
+        for fn, times in ((auto, auto_times), (core, core_times)) if repeat % 2 else \
+                ((core, core_times), (auto, auto_times)):
+            times.append(_seconds(fn, cuda))
+    ratios = [c / a for c, a in zip(core_times, auto_times)]
+    return min(core_times) / min(auto_times), min(ratios), max(ratios)
+
+
+def core_speed_table(args):
+    device, cuda = torch.device(args.device), args.device == "cuda"
+    table = {"cases": [], "speedup_vs_core": [], "spread": []}
+    print(f"\nspeed against core's exact SDPA on {_device_name(device)} (ratio = SDPA time / auto time)")
+    for name, backend, heads, tokens, d, topk, dtype in core_plan(args.quick):
+        q, k, v = video_qkv(tokens, d, heads, device, dtype)
+        core = lambda q=q, k=k, v=v: torch.nn.functional.scaled_dot_product_attention(q, k, v)  # noqa: E731
+        auto = lambda q=q, k=k, v=v, backend=backend, topk=topk: attention.attention(q, k, v, backend, topk=topk)  # noqa: E731
+        median, low, high = core_ratio(core, auto, args.repeats, cuda)
+        print(f"{name:36} x{median:5.2f}  (min {low:.2f}, max {high:.2f})")
+        for key, value in (("cases", name), ("speedup_vs_core", round(median, 3)),
+                           ("spread", [round(low, 3), round(high, 3)])):
+            table[key].append(value)
+    return table
 
 
 def speed_table(heads):
@@ -152,20 +214,27 @@ def _device_name(device):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="fewer query rows checked (CPU: under a minute)")
+    parser.add_argument("--quick", action="store_true", help="fewer query rows checked, smaller speed cases")
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     parser.add_argument("--heads", type=int, default=1, help="heads in the accuracy cases")
-    parser.add_argument("--heads-speed", type=int, default=16, help="heads in the CUDA speed cases")
+    parser.add_argument("--heads-speed", type=int, default=16, help="heads in the CUDA Triton speed cases")
+    parser.add_argument("--repeats", type=int, default=None, help="speed-against-core repeats (15 quick, 21)")
     parser.add_argument("--json", type=pathlib.Path, help="also write the results here")
     args = parser.parse_args()
     if args.device == "cuda" and not torch.cuda.is_available():
         parser.error("--device cuda: torch sees no CUDA device here; run with --device cpu")
-    began = time.perf_counter()
-    results = run(args)
-    results["seconds"] = round(time.perf_counter() - began, 1)
+    args.repeats = args.repeats or (15 if args.quick else 21)
+    began, load = time.perf_counter(), os.getloadavg()[0]
+    accuracy = run(args)
+    results = core_speed_table(args)
+    results["accuracy"] = {k: accuracy[k] for k in ("cases", "cos_sim", "rel_l2", "flop_fraction")}
+    if "speed" in accuracy:
+        results["triton_speed"] = accuracy["speed"]
+    results.update(device=accuracy["device"], seconds=round(time.perf_counter() - began, 1),
+                   load_average=[round(load, 2), round(os.getloadavg()[0], 2)])
     if args.json:
         args.json.write_text(json.dumps(results, indent=1))
-    print(json.dumps({k: results[k] for k in ("cases", "cos_sim", "rel_l2", "flop_fraction", "device", "seconds")}))
+    print(json.dumps({k: v for k, v in results.items() if k != "triton_speed"}))
 
 
 if __name__ == "__main__":

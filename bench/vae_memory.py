@@ -1,19 +1,24 @@
-"""Peak memory of decoding an LTX-Video latent: ComfyUI's plain VAEDecode vs TurboVAEDecodeToVideo.
+"""Peak memory of decoding an LTX latent: ComfyUI's plain VAEDecode vs TurboVAEDecodeToVideo.
 
 Run with the Python that runs ComfyUI, from the pack folder:
 
-    COMFYUI_PATH=/path/to/ComfyUI python bench/vae_memory.py --quick
+    COMFYUI_PATH=/path/to/ComfyUI python bench/vae_memory.py --quick [--model ltx2]
 
-The VAE is the tiny random LTX VAE of the tests (real 32x32 spatial / 8x temporal compression, 128
-channels, 49 MiB), built in memory. Each measurement runs in a fresh process forked from a parent
-that has only imported ComfyUI (imports cost ~8 s). The two methods run side by side, one torch
-thread each (a peak is per process, so the pair does not mix). The child builds the VAE and a
-unit-normal latent, reads its resident memory, resets the kernel's high-water mark
-(`5` > /proc/self/clear_refs), decodes, and reports VmHWM minus that starting point.
+The VAE is a tiny random VAE of the tests, built in memory, with the real 32x32 spatial / 8x temporal
+compression and 128 channels: `--model ltxv` (default) the LTX-Video one (patch 16, 49 MiB), `--model
+ltx2` the LTX-2 one (tests/tiny_models/ltx2_vae.py: patch 4, timestep-conditioned decoder, 64 MiB;
+256x256 by default, as its full-resolution stages are slow on a CPU).
+
+Each measurement runs in a fresh process forked from a parent that has only imported ComfyUI (imports
+cost ~8 s). The two methods run side by side, one torch thread each (a peak is per process, so the pair
+does not mix). The child builds the VAE and a unit-normal latent, reads its resident memory, resets the
+kernel's high-water mark (`5` > /proc/self/clear_refs), decodes, and reports VmHWM minus that starting
+point.
 
 - comfy: `vae.decode(latent)` reshaped to frames, exactly what the core VAEDecode node runs.
 - turbo: `TurboVAEDecodeToVideo.execute` (H.264 into a temp folder) with memory_budget_mb (default
-  1536: chunks of 3 latent frames under ComfyUI's own estimate for this VAE) and chunk_overlap 8 frames.
+  1536 for ltxv at 512 px, 512 for ltx2 at 256 px: chunks of 3 latent frames under ComfyUI's own estimate
+  for these VAEs) and chunk_overlap 8 frames.
 
 Prints a table, then as its LAST line {"frames": [...], "peak_mb_comfy": [...], "peak_mb_turbo": [...]}.
 Linux only (clear_refs, VmHWM).
@@ -21,11 +26,9 @@ Linux only (clear_refs, VmHWM).
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import pathlib
-import sys
 import tempfile
 import time
 
@@ -41,26 +44,13 @@ def _status_kb(field: str) -> int:
 
 
 def _import_host():
-    root = os.environ.get("COMFYUI_PATH") or str(PACK_ROOT.parent.parent)
-    if not (pathlib.Path(root) / "comfy").is_dir():
-        sys.exit("set COMFYUI_PATH to the ComfyUI folder (the one with main.py)")
-    sys.path.insert(0, root)
-    sys.path.insert(0, str(PACK_ROOT / "tests"))
-    import comfy.cli_args
+    from comfy_boot import boot_comfy
 
-    comfy.cli_args.args.cpu = True
-    import comfy.sd  # noqa: F401
-    import folder_paths  # noqa: F401
-
-    spec = importlib.util.spec_from_file_location("turbovideo", PACK_ROOT / "__init__.py",
-                                                  submodule_search_locations=[str(PACK_ROOT)])
-    package = importlib.util.module_from_spec(spec)
-    sys.modules["turbovideo"] = package
-    spec.loader.exec_module(package)
+    boot_comfy()
     import turbovideo.nodes.vae_nodes  # noqa: F401
 
 
-def _tiny_ltx_vae():
+def _tiny_ltxv_vae():
     import comfy.sd
     from tiny_models import ltxv
     from tiny_models.random_weights import random_state_dict
@@ -68,6 +58,19 @@ def _tiny_ltx_vae():
     state_dict = random_state_dict(ltxv.vae_layout(), seed=3)
     state_dict.update(ltxv.vae_statistics(seed=4))
     return comfy.sd.VAE(sd=state_dict, metadata={"config": json.dumps({"vae": ltxv.TINY_VAE_CONFIG})})
+
+
+def _tiny_ltx2_vae():
+    import comfy.sd
+    from tiny_models import ltx2_vae
+
+    config = ltx2_vae.LTX2_VAE_CONFIG
+    return comfy.sd.VAE(sd=ltx2_vae.vae_state_dict(config, seed=3), metadata={"config": json.dumps({"vae": config})})
+
+
+# --model: (VAE builder, default frame side in px, default memory_budget_mb, table title)
+MODELS = {"ltxv": (_tiny_ltxv_vae, 512, 1536, "LTX-Video tiny VAE"),
+          "ltx2": (_tiny_ltx2_vae, 256, 512, "LTX-2 tiny VAE")}
 
 
 def _decode(method: str, vae, latent, budget_mb: int, folder: str):
@@ -84,12 +87,12 @@ def _decode(method: str, vae, latent, budget_mb: int, folder: str):
     return out.args[0].get_frame_count()
 
 
-def _measure(method: str, frames: int, size: int, budget_mb: int) -> dict:
+def _measure(model: str, method: str, frames: int, size: int, budget_mb: int) -> dict:
     import torch
 
     torch.set_num_threads(1)  # the two methods run side by side on their own cores
     with torch.inference_mode(), tempfile.TemporaryDirectory() as folder:
-        vae = _tiny_ltx_vae()
+        vae = MODELS[model][0]()
         latent = torch.randn(1, 128, 1 + (frames - 1) // 8, size // 32, size // 32,
                              generator=torch.Generator().manual_seed(frames))
         before_kb = _status_kb("VmRSS")
@@ -130,22 +133,27 @@ def _collect(started, args) -> dict:
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true", help="17, 33, 65, 129 frames at 512x512 (the default set)")
+    parser.add_argument("--quick", action="store_true", help="17, 33, 65, 129 frames (the default set)")
+    parser.add_argument("--model", choices=sorted(MODELS), default="ltxv", help="which tiny VAE (default ltxv)")
     parser.add_argument("--frames", type=int, nargs="+", default=[17, 33, 65, 129])
-    parser.add_argument("--size", type=int, default=512)
-    parser.add_argument("--budget-mb", type=int, default=1536, help="TurboVAEDecodeToVideo memory_budget_mb")
+    parser.add_argument("--size", type=int, default=None, help="frame side in px (default: 512 ltxv, 256 ltx2)")
+    parser.add_argument("--budget-mb", type=int, default=None,
+                        help="TurboVAEDecodeToVideo memory_budget_mb (default: 1536 ltxv, 512 ltx2)")
     args = parser.parse_args()
+    _, default_size, default_budget, title = MODELS[args.model]
+    size = args.size or default_size
+    budget_mb = args.budget_mb or default_budget
     _import_host()
     rows = []
     for frames in args.frames:  # both methods at once, each in its own process: peaks are per process
-        jobs = [(method, frames, args.size, args.budget_mb) for method in ("comfy", "turbo")]
+        jobs = [(args.model, method, frames, size, budget_mb) for method in ("comfy", "turbo")]
         started = [_start_fresh_process(*job) for job in jobs]
         comfy, turbo = (_collect(process, job) for process, job in zip(started, jobs))
         for result in (comfy, turbo):
             if result["decoded_frames"] != frames:
                 raise RuntimeError(f"{frames} frames expected, {result['decoded_frames']} decoded")
         rows.append((frames, comfy, turbo))
-    print(f"LTX tiny VAE decode, {args.size}x{args.size}, CPU; peak MiB above the pre-decode RSS")
+    print(f"{title} decode, {size}x{size}, CPU; peak MiB above the pre-decode RSS")
     print(f"{'frames':>6} | {'VAEDecode MiB':>13} {'s':>6} | {'Turbo->video MiB':>16} {'s':>6} | ratio")
     for frames, comfy, turbo in rows:
         print(f"{frames:>6} | {comfy['peak_mb']:>13.0f} {comfy['seconds']:>6.1f} | {turbo['peak_mb']:>16.0f} "

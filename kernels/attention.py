@@ -1,10 +1,17 @@
 """Attention dispatcher: exact SDPA, SageAttention-style INT8, SLA and SageSLA.
 
-`attention(q, k, v, backend)` takes (batch, heads, tokens, head_dim) tensors. implementation="auto"
-runs the Triton kernels when q is on CUDA and triton imports, else the torch reference;
-"triton" / "torch" force one. The quantised and sparse backends take head dims 64 and 128, any
-sequence lengths, and float16 / bfloat16 / float32 inputs; `unsupported_reason` says why a call
-cannot run (callers fall back to exact attention). Importable without triton.
+`attention(q, k, v, backend)` takes (batch, heads, tokens, head_dim) tensors. Implementations:
+- "triton": the Triton kernels (sage_triton.py, sla_triton.py);
+- "torch": the fast torch paths (attention_torch.py): exact SDPA for "sdpa" and "sage" (exact attention
+  is what Sage approximates, and without its kernel it is faster too), float SLA for "sla" and "sagesla";
+- "reference": the torch reference of the exact arithmetic (attention_reference.py), a test oracle;
+- "auto": on CUDA with triton, the faster of "triton" and "torch", measured once per (backend, device,
+  dtype, shapes, topk) on the real inputs (kernels/fastest.py); elsewhere "torch". So "auto" is never
+  slower than the exact SDPA it replaces where that is also a correct answer (sage), and SLA runs its
+  sparse branch over only the kept key blocks.
+The quantised and sparse backends take head dims 64 and 128, any sequence lengths, and float16 /
+bfloat16 / float32 inputs; `unsupported_reason` says why a call cannot run (callers fall back to exact
+attention). Importable without triton.
 """
 import functools
 import importlib
@@ -12,10 +19,12 @@ from types import ModuleType
 
 import torch
 
-from . import attention_reference
+from . import attention_reference, attention_torch
+from .fastest import Fastest
 
 BACKENDS = ("sdpa", "sage", "sla", "sagesla")
-IMPLEMENTATIONS = ("auto", "triton", "torch")
+IMPLEMENTATIONS = ("auto", "triton", "torch", "reference")
+FASTEST = Fastest()
 HEAD_DIMS = (64, 128)
 DTYPES = (torch.float16, torch.bfloat16, torch.float32)
 
@@ -33,12 +42,17 @@ def triton_available() -> bool:
     return _triton_module("sage_triton") is not None and _triton_module("sla_triton") is not None
 
 
-def uses_triton(q: torch.Tensor, implementation: str = "auto") -> bool:
+def _check_implementation(implementation: str):
     if implementation not in IMPLEMENTATIONS:
         raise ValueError(f"implementation must be one of {IMPLEMENTATIONS}; got {implementation!r}")
     if implementation == "triton" and not triton_available():
         raise RuntimeError("implementation='triton' was requested but triton is not installed (or failed "
                            "to import); install triton or use implementation='torch' / 'auto'")
+
+
+def uses_triton(q: torch.Tensor, implementation: str = "auto") -> bool:
+    """True when the Triton kernels may run for q ("triton", or "auto" on CUDA with triton)."""
+    _check_implementation(implementation)
     return implementation == "triton" or (implementation == "auto" and q.is_cuda and triton_available())
 
 
@@ -59,24 +73,70 @@ def unsupported_reason(q, k, v, backend: str) -> str | None:
     return None
 
 
+# (query block, key block) of the block map, the quantisation and the sparse kernel. TurboDiffusion's SageSLA
+# (SLA/core.py SageSparseLinearAttention, used by TurboWan and TurboT2AV alike) picks them per GPU: 64 / 128 on
+# sm90 (H100, H20), 128 / 64 elsewhere; its plain SLA takes 128 / 64 (BLKQ / BLKK, TurboT2AV --sla_block_q/k).
+SLA_BLOCKS = (attention_reference.BLOCK_Q, attention_reference.BLOCK_K)
+SAGESLA_SM90_BLOCKS = (64, 128)
+
+
+def sla_blocks(q: torch.Tensor, backend: str) -> tuple[int, int]:
+    """The (query, key) block sizes TurboDiffusion runs `backend` with on q's device."""
+    if backend == "sagesla" and q.is_cuda and torch.cuda.get_device_capability(q.device) == (9, 0):
+        return SAGESLA_SM90_BLOCKS
+    return SLA_BLOCKS
+
+
+def _triton(q, k, v, backend, topk, proj_l, scale, linear_keys, blocks):
+    if backend == "sage":
+        return _triton_module("sage_triton").sage_attention(q, k, v, scale)
+    return _triton_module("sla_triton").sla_attention(q, k, v, topk, proj_l, quantized=backend == "sagesla",
+                                                      scale=scale, linear_keys=linear_keys, block_q=blocks[0],
+                                                      block_k=blocks[1])
+
+
+def _torch(q, k, v, backend, topk, proj_l, scale, linear_keys, blocks):
+    if backend == "sage":
+        return attention_torch.exact(q, k, v, scale)
+    return attention_torch.sla_attention(q, k, v, topk, proj_l, scale, linear_keys, block_q=blocks[0],
+                                         block_k=blocks[1])
+
+
+def _reference(q, k, v, backend, topk, proj_l, scale, linear_keys, blocks):
+    if backend == "sage":
+        return attention_reference.sage_attention(q, k, v, scale)
+    return attention_reference.sla_attention(q, k, v, topk, proj_l, quantized=backend == "sagesla", scale=scale,
+                                             linear_keys=linear_keys, block_q=blocks[0], block_k=blocks[1])
+
+
+def _auto(q, k, v, *args):
+    backend, topk, proj_l, blocks = args[0], args[1], args[2], args[5]
+    key = (backend, str(q.device), q.dtype, tuple(q.shape), tuple(k.shape), topk, proj_l is not None, blocks)
+    candidates = {"triton": lambda: _triton(q, k, v, *args), "torch": lambda: _torch(q, k, v, *args)}
+    return FASTEST.run(key, candidates, cuda=q.is_cuda, preferred="triton")
+
+
 def attention(q, k, v, backend: str = "sdpa", *, topk: float = 0.1, proj_l=None, scale=None, linear_keys="rest",
-              implementation: str = "auto") -> torch.Tensor:
+              implementation: str = "auto", blocks: tuple[int, int] | None = None) -> torch.Tensor:
     """Attention of q over k, v in q's dtype; the caller's tensors are never modified.
 
-    topk: share of key blocks each query block keeps (sla, sagesla). proj_l: (weight (D, D),
-    bias (D,) or None) of SLA's linear-branch projection, None for a zero projection.
+    topk: share of key blocks each query block keeps (sla, sagesla), at least one. proj_l: (weight (D, D),
+    bias (D,) or None) of SLA's linear-branch projection, None for a zero projection (sparse branch only).
+    blocks: (query, key) block sizes of sla / sagesla, None for sla_blocks(q, backend).
     """
     reason = unsupported_reason(q, k, v, backend)
     if reason is not None:
         raise ValueError(f"attention backend {backend!r} cannot run: {reason}")
+    _check_implementation(implementation)
     if backend == "sdpa":
-        return attention_reference.exact_attention(q, k, v, scale)
+        return attention_torch.exact(q, k, v, scale)
     if not 0.0 < topk <= 1.0:
         raise ValueError(f"topk must be in (0, 1]; got {topk}")
-    triton = uses_triton(q, implementation)
-    if backend == "sage":
-        module = _triton_module("sage_triton") if triton else attention_reference
-        return module.sage_attention(q, k, v, scale)
-    module = _triton_module("sla_triton") if triton else attention_reference
-    return module.sla_attention(q, k, v, topk, proj_l, quantized=backend == "sagesla", scale=scale,
-                                linear_keys=linear_keys)
+    args = (backend, topk, proj_l, scale, linear_keys, tuple(blocks or sla_blocks(q, backend)))
+    if implementation == "reference":
+        return _reference(q, k, v, *args)
+    if implementation == "torch" or not uses_triton(q, implementation):
+        return _torch(q, k, v, *args)
+    if implementation == "triton":
+        return _triton(q, k, v, *args)
+    return _auto(q, k, v, *args)

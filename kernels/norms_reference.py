@@ -1,7 +1,8 @@
 """Torch references for the fused norms in norms_triton.py (same signatures, same numerics).
 
 Both normalise over the last dimension, compute in float32 whatever the input dtype, and return
-a tensor of x's dtype. They are the fallback path on the CPU and the yardstick for the kernels.
+a tensor of x's dtype. They are the yardstick (test oracle) for the Triton kernels and torch's own norms,
+not a run-time path.
 """
 import torch
 

@@ -106,11 +106,12 @@ def quantize_per_block(x, block, mean=None, prescale=1.0):
     return values, scales
 
 
-def quantized_qk(q, k, scale=None):
-    """(q int8, q scales, k int8, k scales): Q with sm_scale * log2(e) folded in, K smoothed."""
+def quantized_qk(q, k, scale=None, block_q=BLOCK_M, block_k=BLOCK_N):
+    """(q int8, q scales, k int8, k scales): Q with sm_scale * log2(e) folded in, K smoothed; one scale per
+    block of block_q query / block_k key tokens."""
     qk_scale = reference.softmax_scale(q, scale) * reference.LOG2E
-    q8, q_scales = quantize_per_block(q, BLOCK_M, prescale=qk_scale)
-    k8, k_scales = quantize_per_block(k, BLOCK_N, mean=reference.key_mean(k))
+    q8, q_scales = quantize_per_block(q, block_q, prescale=qk_scale)
+    k8, k_scales = quantize_per_block(k, block_k, mean=reference.key_mean(k))
     return q8, q_scales, k8, k_scales
 
 

@@ -23,7 +23,9 @@ class TurboAttention(io.ComfyNode):
         return io.Schema(
             node_id="TurboAttention", display_name="Turbo Attention", category=CATEGORY,
             description="Swaps the self-attention of an LTX-Video or Wan model for a faster kernel; "
-                        "cross-attention stays exact. Triton kernels on CUDA, a PyTorch fallback elsewhere.",
+                        "cross-attention stays exact. On CUDA the Triton kernels where they measure faster; "
+                        "without them sage runs exact attention (faster and exact there) and sla runs "
+                        "PyTorch over only the kept key blocks.",
             inputs=[
                 io.Model.Input("model", tooltip="An LTX-Video or Wan model from a loader."),
                 io.Combo.Input("backend", options=list(BACKENDS), default="sage",
@@ -67,8 +69,9 @@ class TurboFusedNorms(io.ComfyNode):
     def define_schema(cls):
         return io.Schema(
             node_id="TurboFusedNorms", display_name="Turbo Fused Norms", category=CATEGORY,
-            description="Runs the model's RMSNorm and LayerNorm modules as fused Triton kernels on CUDA "
-                        "(PyTorch elsewhere). Same results within float rounding.",
+            description="Runs the model's RMSNorm and LayerNorm modules as fused Triton kernels on CUDA where "
+                        "they measure faster than PyTorch's own, PyTorch's own elsewhere: never slower than "
+                        "without the node. Same results within float rounding.",
             inputs=[io.Model.Input("model", tooltip="An LTX-Video or Wan model (any model with norm modules).")],
             outputs=[io.Model.Output()],
         )

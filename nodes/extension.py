@@ -9,6 +9,7 @@ from . import (
     sampler_nodes,
     shortcut_nodes,
     tiled_nodes,
+    turbot2av_nodes,
     turbowan_nodes,
     vae_nodes,
     vsr_nodes,
@@ -16,7 +17,7 @@ from . import (
 from .model_folders import register_adapter_folder
 
 NODE_MODULES = [sampler_nodes, shortcut_nodes, vae_nodes, int8_nodes, attention_nodes,
-                turbowan_nodes, tiled_nodes, vsr_nodes, lrhr_nodes, dit_loader_nodes]
+                turbowan_nodes, tiled_nodes, vsr_nodes, lrhr_nodes, dit_loader_nodes, turbot2av_nodes]
 
 
 class TurboVideoExtension(ComfyExtension):

@@ -5,24 +5,28 @@ from ..models.dit_bundle import FUSION
 from ..models.fusion_blocks import load_fusion_adapter, read_fusion_header
 from ..patches.dit_loader import FROM_MODEL, model_adapter
 from ..patches.latent_guidance import guide_latent
-from ..patches.lr_features import apply_lr_features, lrhr_sample, run_lr_pass
+from ..patches.lr_features import AUTO_BLOCKS, apply_lr_features, run_lr_pass
+from ..patches.lrhr_sampler import lrhr_sample
 from .model_folders import ADAPTER_FOLDER, adapter_files, adapter_path
 
 CATEGORY = "TurboVideo/lr_hr"
 LRFeatures = io.Custom("TURBO_LR_FEATURES")
 TRAINING_FREE = "none (training-free latent guidance)"
-BLOCKS_TOOLTIP = ("LR DiT blocks whose outputs are kept at the last LR step, comma-separated. Turbo2K: 0, 7, 14, 21 "
-                  "of 28; they must match the fusion adapter's lr_blocks.")
+BLOCKS_TOOLTIP = ("LR DiT blocks whose outputs are kept at the last LR step, comma-separated, or 'auto': Turbo2K's "
+                  "0, 7, 14, 21 of 28 at the model's depth (LTX-Video 2B: 0, 7, 14, 21; LTX-2's 48 blocks: 0, 12, "
+                  "24, 36). They must match the fusion adapter's lr_blocks.")
 
 
-def parse_blocks(text: str) -> list[int]:
+def parse_blocks(text: str) -> list[int] | str:
+    if text.strip().lower() == AUTO_BLOCKS:
+        return AUTO_BLOCKS
     try:
         blocks = [int(part) for part in text.replace(";", ",").split(",") if part.strip()]
     except ValueError:
         raise ValueError(f"blocks: {text!r} is not a comma-separated list of block indices "
                          "like '0, 7, 14, 21'") from None
     if not blocks:
-        raise ValueError("blocks: give at least one block index, e.g. '0, 7, 14, 21'")
+        raise ValueError(f"blocks: give at least one block index, e.g. '0, 7, 14, 21', or '{AUTO_BLOCKS}'")
     return blocks
 
 
@@ -50,12 +54,14 @@ class TurboLRPass(io.ComfyNode):
     def define_schema(cls):
         return io.Schema(
             node_id="TurboLRPass", display_name="Turbo LR Pass (capture features)", category=CATEGORY,
-            description="Samples the low-resolution pass like SamplerCustomAdvanced and keeps the chosen LTX-Video "
-                        "blocks' hidden states of the last step for TurboApplyLRFeatures. No decoding.",
-            inputs=[io.Noise.Input("noise"), io.Guider.Input("guider", tooltip="A guider over an LTX-Video model."),
+            description="Samples the low-resolution pass like SamplerCustomAdvanced and keeps the chosen LTX-Video / "
+                        "LTX-2 blocks' video hidden states of the last step for TurboApplyLRFeatures. No decoding.",
+            inputs=[io.Noise.Input("noise"),
+                    io.Guider.Input("guider", tooltip="A guider over an LTX-Video or LTX-2 model."),
                     io.Sampler.Input("sampler"), io.Sigmas.Input("sigmas"),
-                    io.Latent.Input("latent_image", tooltip="The LR latent (e.g. EmptyLTXVLatentVideo at half size)."),
-                    io.String.Input("blocks", default="0, 7, 14, 21", tooltip=BLOCKS_TOOLTIP)],
+                    io.Latent.Input("latent_image", tooltip="The LR latent (e.g. EmptyLTXVLatentVideo at half size; "
+                                                            "for LTX-2 also an audio-video latent)."),
+                    io.String.Input("blocks", default=AUTO_BLOCKS, tooltip=BLOCKS_TOOLTIP)],
             outputs=[io.Latent.Output(display_name="lr_latent"), LRFeatures.Output(display_name="lr_features")],
         )
 
@@ -71,7 +77,8 @@ class TurboApplyLRFeatures(io.ComfyNode):
             node_id="TurboApplyLRFeatures", display_name="Turbo Apply LR Features", category=CATEGORY,
             description="Adds the fusion adapter's projection of the LR features to the HR model's blocks; "
                         "any sampler then drives the HR pass. An untrained (zero) adapter changes nothing.",
-            inputs=[io.Model.Input("model", tooltip="The HR LTX-Video model."), LRFeatures.Input("lr_features"),
+            inputs=[io.Model.Input("model", tooltip="The HR LTX-Video or LTX-2 model."),
+                    LRFeatures.Input("lr_features"),
                     io.Combo.Input("adapter", options=adapter_files() + [FROM_MODEL],
                                    tooltip=f"A fusion adapter in models/{ADAPTER_FOLDER} (docs/lrhr.md), or "
                                            "the one TurboDiTLoader loaded with the model."),
@@ -111,7 +118,8 @@ class TurboLRLatentGuidance(io.ComfyNode):
                                    tooltip="1: match the LR latent's per-channel mean and std; 0: no AdaIN."),
                     io.LatentUpscaleModel.Input("upscale_model", optional=True,
                                                 tooltip="LatentUpscaleModelLoader output; without it: trilinear."),
-                    io.Vae.Input("vae", optional=True, tooltip="The LTX-Video VAE; needed with upscale_model.")],
+                    io.Vae.Input("vae", optional=True, tooltip="The LTX-Video / LTX-2 VAE; needed with "
+                                                               "upscale_model.")],
             outputs=[io.Latent.Output(display_name="latent"), io.Latent.Output(display_name="guide_latent"),
                      io.Sigmas.Output(display_name="sigmas")],
         )
@@ -141,7 +149,12 @@ class TurboLRHRSampler(io.ComfyNode):
                                    tooltip=f"A fusion adapter in models/{ADAPTER_FOLDER}, the one TurboDiTLoader "
                                            "loaded with the model, or training-free mode."),
                     io.Float.Input("strength", default=1.0, min=0.0, max=4.0, step=0.05),
-                    io.Float.Input("scale", default=2.0, min=1.0, max=4.0, step=0.25)],
+                    io.Float.Input("scale", default=2.0, min=1.0, max=4.0, step=0.25),
+                    io.LatentUpscaleModel.Input("upscale_model", optional=True,
+                                                tooltip="Training-free mode only: core's latent upscale model "
+                                                        "(e.g. LTX-2's spatial upscaler x2) instead of trilinear; "
+                                                        "it sets the scale itself."),
+                    io.Vae.Input("vae", optional=True, tooltip="The model's VAE; needed with upscale_model.")],
             outputs=[io.Latent.Output(display_name="hr_latent"), io.Latent.Output(display_name="lr_latent")],
         )
 
@@ -151,10 +164,10 @@ class TurboLRHRSampler(io.ComfyNode):
 
     @classmethod
     def execute(cls, model, positive, negative, cfg, sampler, lr_sigmas, hr_sigmas, lr_latent, noise_seed,
-                adapter, strength, scale) -> io.NodeOutput:
+                adapter, strength, scale, upscale_model=None, vae=None) -> io.NodeOutput:
         fusion, label = (None, adapter) if adapter == TRAINING_FREE else fusion_adapter(model, adapter)
         return io.NodeOutput(*lrhr_sample(model, positive, negative, cfg, sampler, lr_sigmas, hr_sigmas, lr_latent,
-                                          noise_seed, fusion, label, strength, scale))
+                                          noise_seed, fusion, label, strength, scale, upscale_model, vae))
 
 
 NODES = [TurboLRPass, TurboApplyLRFeatures, TurboLRLatentGuidance, TurboLRHRSampler]

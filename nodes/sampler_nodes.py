@@ -30,15 +30,20 @@ class TurboRCMSigmas(io.ComfyNode):
                 io.Float.Input("sigma_max", default=80.0, min=1.0, max=5000.0, step=1.0,
                                tooltip="Starting noise in TrigFlow sigma: 80 for T2V, 200 for I2V; larger "
                                        "(e.g. 1600) lowers diversity and may raise quality."),
-                io.Combo.Input("mid_timesteps", options=list(rcm.RCM_MID_T_PRESETS), default="default",
+                io.Combo.Input("mid_timesteps", options=[*rcm.RCM_MID_T_PRESETS, *rcm.RCM_TIME_PRESETS],
+                               default="default",
                                tooltip="Intermediate TrigFlow times: default (1.5, 1.4, 1.0) or "
-                                       "alternative (1.3, 1.0, 0.6)."),
+                                       "alternative (1.3, 1.0, 0.6). turbot2av: TurboT2AV's whole schedule "
+                                       "(pi/2, 1.5, 1.4, 1.0, as it runs them in bfloat16); sigma_max is not "
+                                       "used, the first sigma is 0.99952."),
             ],
             outputs=[io.Sigmas.Output()],
         )
 
     @classmethod
     def execute(cls, steps, sigma_max, mid_timesteps) -> io.NodeOutput:
+        if mid_timesteps in rcm.RCM_TIME_PRESETS:
+            return io.NodeOutput(rcm.rcm_preset_sigmas(mid_timesteps, steps))
         mid_t = rcm.RCM_MID_T_PRESETS[mid_timesteps]
         return io.NodeOutput(rcm.rcm_sigmas(steps, sigma_max=sigma_max, mid_t=mid_t))
 

@@ -114,6 +114,9 @@ class TurboVAEDecodeToVideo(io.ComfyNode):
                 io.Int.Input("crf", default=19, min=0, max=51, step=1,
                              tooltip="H.264 quality: lower is better and bigger (0 lossless luma, 17-23 usual)."),
                 *_chunk_inputs(),
+                io.Audio.Input("audio", optional=True,
+                               tooltip="A soundtrack for the file (e.g. LTX-2's, from LTXV Audio VAE Decode), cut "
+                                       "to the video's length."),
             ],
             outputs=[io.Video.Output()],
             is_output_node=True,
@@ -121,7 +124,7 @@ class TurboVAEDecodeToVideo(io.ComfyNode):
 
     @classmethod
     def execute(cls, samples, vae, frame_rate, crf, memory_budget_mb, chunk_frames, chunk_overlap, tile_size,
-                tile_overlap) -> io.NodeOutput:
+                tile_overlap, audio=None) -> io.NodeOutput:
         options = _options(vae, memory_budget_mb, chunk_frames, chunk_overlap, tile_size, tile_overlap)
         latent = _latent(samples)
         plan = chunked_vae.plan_decode(vae, latent.shape, options)
@@ -129,7 +132,7 @@ class TurboVAEDecodeToVideo(io.ComfyNode):
         os.makedirs(folder, exist_ok=True)
         name = f"turbo_decode_{uuid.uuid4().hex[:12]}.mp4"
         blocks = chunked_vae.decode_blocks(vae, latent, plan, samples.get(FRAMES_KEY))
-        video_stream.write_video(os.path.join(folder, name), blocks, frame_rate, crf)
+        video_stream.write_video(os.path.join(folder, name), blocks, frame_rate, crf, audio)
         preview = ui.PreviewVideo([ui.SavedResult(name, "turbovideo", io.FolderType.temp)])
         return io.NodeOutput(video_stream.video_from_file(os.path.join(folder, name)), ui=preview)
 

@@ -1,13 +1,17 @@
 """Attention backends on a MODEL through transformer_options["optimized_attention_override"].
 
-ComfyUI routes every attention call of LTX-Video and Wan through the override; it cannot tell
-self- from cross-attention, and LTX-Video sets no block index. So each self-attention module that
-the model's family names (patches/families: LTX-Video transformer_blocks.N.attn1, Wan
-blocks.N.self_attn) is object-patched with a view of itself (same parameters and children, see
-fused_norms.module_view) whose forward adds {SITE_KEY: N} to the transformer_options it passes down. The override runs the chosen backend only
-for calls carrying that key; cross-attention and anything else runs exactly as before (the host's
-own function, or an override that was installed earlier). A self-attention call the backend cannot
-take (head dim, dtype, a mask) or a Triton failure falls back to exact attention with one warning.
+ComfyUI routes every attention call of LTX-Video, LTX-2 and Wan through the override; it cannot tell self-
+from cross-attention, and LTX-Video sets no block index. So each self-attention module that the model's family
+names (patches/families: LTX-Video transformer_blocks.N.attn1, LTX-2 also transformer_blocks.N.audio_attn1,
+Wan blocks.N.self_attn) is object-patched with a view of itself (same parameters and children, see
+fused_norms.module_view) whose forward adds {SITE_KEY: N} to the transformer_options it passes down. The
+override runs the chosen backend only for calls carrying that key; cross-attention and anything else runs
+exactly as before (the host's own function, or an override that was installed earlier): LTX-2's text cross-
+attention (attn2, audio_attn2) and audio-video cross-attention (audio_to_video_attn, video_to_audio_attn) stay
+exact. An SLA proj_l file is made for one head dim; on LTX-2 it applies to the video self-attention (head dim
+128), the audio self-attention (64) runs SLA without it (TurboT2AV's sparse-only path). A self-attention call
+the backend cannot take (head dim, dtype, a mask) or a Triton failure falls back to exact attention with one
+warning.
 """
 from __future__ import annotations
 
@@ -61,8 +65,12 @@ class TurboAttentionOverride:
             self._warned.add(key)
             logging.warning("TurboAttention: %s; using exact attention (sdpa) for these calls instead", message)
 
-    def _proj_l(self, block: int, device: torch.device):
+    def _proj_l(self, block: int, head_dim: int, device: torch.device):
+        """The block's proj_l for a self-attention of this head dim; a family with two streams (LTX-2: video
+        attn1 head dim 128, audio_attn1 64) gets it only where it fits (apply_attention_backend checked the first)."""
         if block not in self.proj_l or self.backend not in ("sla", "sagesla"):
+            return None
+        if self.proj_l[block][0].shape[0] != head_dim:
             return None
         key = (block, str(device))
         if key not in self._on_device:
@@ -83,8 +91,9 @@ class TurboAttentionOverride:
             self._warn_once(reason, f"backend {self.backend!r} cannot run here ({reason})")
             return self._exact(func, q, k, v, heads, **kwargs)
         try:
-            out = attention_kernels.attention(qh, kh, vh, self.backend, topk=self.topk,
-                                              proj_l=self._proj_l(block, qh.device), linear_keys=self.linear_keys)
+            proj_l = self._proj_l(block, qh.shape[-1], qh.device)
+            out = attention_kernels.attention(qh, kh, vh, self.backend, topk=self.topk, proj_l=proj_l,
+                                              linear_keys=self.linear_keys)
         except Exception as error:  # a GPU the Triton kernels do not compile for; the torch path re-raises
             if not attention_kernels.uses_triton(qh):
                 raise

@@ -10,10 +10,17 @@ button, releases cached device memory and advances one progress bar.
 
 Decoding is a generator of finished pixel-frame blocks: a block is yielded as soon as no later
 chunk contributes to it, so a consumer that writes blocks to a file holds about one chunk of frames.
+
+Some VAEs draw random numbers when decoding (core's LTX-2 VideoVAE mixes fresh noise from torch's global
+RNG into the latent at every call): with `ChunkOptions.seed` the k-th decode call of one decode runs with
+torch's RNG forked and seeded to seed + k, so the same seed and plan give the same frames and the caller's
+RNG state is left as it was; without it each call draws from ComfyUI's global RNG, as core's VAEDecode does.
 """
 from __future__ import annotations
 
+import contextlib
 import ctypes
+import itertools
 import logging
 import math
 from collections.abc import Iterator
@@ -39,6 +46,7 @@ class ChunkOptions:
     tile: int | None = None
     overlap_frames: int = 2
     overlap_tile: int = 2
+    seed: int | None = None  # decode only: the seed of the RNG each VAE call runs with (module docstring)
 
 
 @dataclass(frozen=True)
@@ -58,6 +66,7 @@ class Plan:
     chunks: list  # vc.TemporalChunk
     tiles: list  # (latent-unit tile, pixel-unit tile) pairs, same grid
     sizes: vc.ChunkSizes
+    seed: int | None = None
 
     @property
     def steps(self) -> int:
@@ -149,7 +158,7 @@ def _make_plan(shape, cost, budget, options: ChunkOptions, info: VideoVAE, causa
     tile = (sizes.height, sizes.width)
     tiles = list(zip(vc.plan_tiles(height, width, tile, options.overlap_tile),
                      vc.plan_tiles(height, width, tile, options.overlap_tile, info.space_factor)))
-    return Plan(chunks, tiles, sizes)
+    return Plan(chunks, tiles, sizes, options.seed)
 
 
 def plan_decode(vae, samples_shape, options: ChunkOptions) -> Plan:
@@ -200,10 +209,23 @@ def _trim_host_heap():
 _malloc_trim = None
 
 
-def _piece(progress: comfy.utils.ProgressBar, call, tensor: torch.Tensor) -> torch.Tensor:
+@contextlib.contextmanager
+def _random_state(seed: int | None):
+    """torch's RNG as it is (None), or forked, seeded to `seed` and restored afterwards (CPU and every GPU)."""
+    if seed is None:
+        yield
+        return
+    devices = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed)
+        yield
+
+
+def _piece(progress: comfy.utils.ProgressBar, call, tensor: torch.Tensor, seed: int | None = None) -> torch.Tensor:
     """One VAE call between interrupt check, memory release and progress tick."""
     comfy.model_management.throw_exception_if_processing_interrupted()
-    out = call(tensor)
+    with _random_state(seed):
+        out = call(tensor)
     comfy.model_management.soft_empty_cache()
     _trim_host_heap()
     progress.update(1)
@@ -221,13 +243,14 @@ def _tile_calls(vae, method: str):
     return lambda index, piece: step(vae, piece, states.setdefault(index, {}))
 
 
-def _decode_chunk(call, latent: torch.Tensor, plan: Plan, progress) -> torch.Tensor:
+def _decode_chunk(call, latent: torch.Tensor, plan: Plan, progress, seeds: Iterator) -> torch.Tensor:
     """latent (1, C, t, h, w) -> float32 frames (n, H, W, 3), tiles blended; call(tile index, latent piece)."""
     if len(plan.tiles) == 1:
-        return _piece(progress, lambda piece: call(0, piece), latent)[0]
+        return _piece(progress, lambda piece: call(0, piece), latent, next(seeds))[0]
     canvas = weight_sum = None
     for index, (lat, pix) in enumerate(plan.tiles):
-        piece = _piece(progress, lambda part: call(index, part), latent[..., slice(*lat.rows), slice(*lat.cols)])[0]
+        part = latent[..., slice(*lat.rows), slice(*lat.cols)]
+        piece = _piece(progress, lambda tile, i=index: call(i, tile), part, next(seeds))[0]
         if canvas is None:
             frames, channels = piece.shape[0], piece.shape[-1]
             height, width = plan.tiles[-1][1].rows[1], plan.tiles[-1][1].cols[1]
@@ -243,15 +266,16 @@ def decode_blocks(vae, samples: torch.Tensor, plan: Plan, frames: int | None = N
     """Float32 frame blocks (n, H, W, 3) in order, batch item after batch item, each item cut to
     its first `frames` frames (all when None)."""
     progress = comfy.utils.ProgressBar(plan.steps * samples.shape[0])
+    seeds = itertools.repeat(None) if plan.seed is None else itertools.count(plan.seed)
     for item in samples.split(1):
-        yield from _limit_frames(_item_blocks(vae, item, plan, progress), frames)
+        yield from _limit_frames(_item_blocks(vae, item, plan, progress, seeds), frames)
 
 
-def _item_blocks(vae, item: torch.Tensor, plan: Plan, progress) -> Iterator[torch.Tensor]:
+def _item_blocks(vae, item: torch.Tensor, plan: Plan, progress, seeds: Iterator) -> Iterator[torch.Tensor]:
     carry = carry_weight = None
     call = _tile_calls(vae, "decode")
     for index, chunk in enumerate(plan.chunks):
-        pixels = _decode_chunk(call, item[:, :, slice(*chunk.latent)], plan, progress)
+        pixels = _decode_chunk(call, item[:, :, slice(*chunk.latent)], plan, progress, seeds)
         weight = chunk.pixel_weights.clone()
         pixels.mul_(weight.to(pixels)[:, None, None, None])
         if carry is not None:
@@ -303,7 +327,7 @@ def _encode_chunk(call, pixels: torch.Tensor, plan: Plan, progress) -> torch.Ten
         return _piece(progress, lambda piece: call(0, piece), pixels)
     canvas = weight_sum = None
     for index, (lat, pix) in enumerate(plan.tiles):
-        piece = _piece(progress, lambda part: call(index, part), pixels[:, slice(*pix.rows), slice(*pix.cols)])
+        piece = _piece(progress, lambda part, i=index: call(i, part), pixels[:, slice(*pix.rows), slice(*pix.cols)])
         if canvas is None:
             height, width = plan.tiles[-1][0].rows[1], plan.tiles[-1][0].cols[1]
             canvas = torch.zeros(piece.shape[:3] + (height, width), dtype=piece.dtype, device=piece.device)

@@ -1,11 +1,12 @@
-"""TurboDiTLoader's work: an LTX-Video DiT file (optionally a bundle with adapters) -> ComfyUI's LTXV MODEL.
+"""TurboDiTLoader's work: an LTX-Video or LTX-2 DiT file (optionally a bundle with adapters) -> core's MODEL.
 
 The adapter tensors are split off (models/dit_bundle.py), the DiT goes through
-comfy.sd.load_diffusion_model_state_dict (core's own LTXV model: LoRA keys, offloading, previews as for
-UNETLoader), INT8 through patches/int8_linear (a file already in the INT8 format loads its int8 layers
-directly), the step-size embedder through patches/step_size.apply_step_embedder. The fusion adapter and
-the VSR conditioner have no effect by themselves: they ride on the MODEL as a ModelPatcher attachment
-(copied to every clone) for the nodes whose adapter input says "from model".
+comfy.sd.load_diffusion_model_state_dict with the file's metadata (core's own LTXV / LTXAV model: LoRA keys,
+offloading, previews as for UNETLoader; LTX-2's config switches come from the 'config' metadata), INT8 through
+patches/int8 (a file already in the INT8 format loads its int8 layers directly), the step-size embedder
+through patches/step_size.apply_step_embedder. The fusion adapter and the VSR conditioner have no effect by
+themselves: they ride on the MODEL as a ModelPatcher attachment (copied to every clone) for the nodes whose
+adapter input says "from model".
 """
 from __future__ import annotations
 
@@ -18,7 +19,9 @@ import torch
 
 from ..models import dit_bundle, int8_format
 from ..models.dit_bundle import FUSION, LABELS, STEP, VSR
-from . import core_compat, families, int8_linear
+from . import core_compat, families
+from .int8 import files as int8_files
+from .int8 import quantize as int8_quantize
 from .step_size import apply_step_embedder
 
 ATTACHMENT_KEY = "turbovideo_dit_adapters"
@@ -57,15 +60,13 @@ def _check_dit_file(dit: dict, metadata: dict, name: str) -> None:
 
 
 def _load_model(bundle: dit_bundle.Bundle, name: str, weight_dtype: str, int8: str):
-    options = {}
     dtype = WEIGHT_DTYPES[weight_dtype]
-    quantized = bool(int8_format.validate(bundle.dit))
+    quantized = bool(int8_format.quantized_prefixes(bundle.dit))
     if quantized:
-        options["custom_operations"] = int8_linear.Int8Ops
-        dtype = dtype or int8_format.compute_dtype(bundle.metadata)
-    if dtype is not None:
-        options["dtype"] = dtype
-    model = comfy.sd.load_diffusion_model_state_dict(bundle.dit, model_options=options, metadata=bundle.metadata)
+        model = int8_files.load_quantized(bundle.dit, bundle.metadata, dtype)
+    else:
+        options = {} if dtype is None else {"dtype": dtype}
+        model = comfy.sd.load_diffusion_model_state_dict(bundle.dit, model_options=options, metadata=bundle.metadata)
     family = families.family_of(model) if model is not None else None
     if family is None or families.DIT_LOADER not in family.capabilities:
         raise ValueError(f"unet_name: ComfyUI did not load '{name}' as a model TurboDiTLoader supports; load it "
@@ -73,7 +74,7 @@ def _load_model(bundle: dit_bundle.Bundle, name: str, weight_dtype: str, int8: s
     if quantized and int8 != "off":
         logging.info("TurboDiTLoader: '%s' is already INT8; int8=%s is not applied again", name, int8)
     elif int8 != "off":
-        model = int8_linear.quantize_model(model, "all", int8)
+        model = int8_quantize.quantize_model(model, "all", int8)
     return model
 
 
@@ -114,7 +115,8 @@ def _check_fits(loaded: dict, model, name: str) -> None:
 
 def load_dit(path, name: str, weight_dtype: str = "default", int8: str = "off",
              sources: dict[str, AdapterSource] | None = None):
-    """MODEL (+ attached adapters) from an LTX-Video DiT file; returns (model, {kind: label} of what is used)."""
+    """MODEL (+ attached adapters) from a DiT file of a family with the DIT_LOADER capability (LTX-Video, LTX-2);
+    returns (model, {kind: label} of what is used). Adapter widths are checked against the (video) width."""
     if weight_dtype not in WEIGHT_DTYPES or int8 not in INT8_CHOICES:
         raise ValueError(f"weight_dtype must be one of {list(WEIGHT_DTYPES)} and int8 one of {INT8_CHOICES}")
     sources = {kind: (sources or {}).get(kind, AdapterSource(EMBEDDED)) for kind in INPUT_NAMES}

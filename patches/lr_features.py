@@ -34,6 +34,7 @@ from .tiled_model import WINDOWS_KEY
 GRID_KEY = "turbo_token_grid"
 APPLIED_KEY = "turbo_lr_features"
 WRAPPER_KEY = "turbovideo_lr_features"
+AUTO_BLOCKS = "auto"  # the family's default fusion blocks (Turbo2K's relative depths)
 
 
 @dataclass
@@ -52,23 +53,48 @@ def lr_family(model, input_name: str) -> tuple[families.Family, object]:
     return family, model.get_model_object("diffusion_model")
 
 
-def check_blocks(blocks, num_blocks: int, input_name: str) -> list[int]:
+def check_blocks(blocks, num_blocks: int, input_name: str, family: families.Family | None = None) -> list[int]:
+    """Block indices, or AUTO_BLOCKS: the family's Turbo2K depths (0, 7, 14, 21 of 28) scaled to num_blocks."""
+    family = family or families.FAMILIES[0]
+    if blocks == AUTO_BLOCKS:
+        return family.default_fusion_blocks(num_blocks)
     blocks = [int(b) for b in blocks]
     if not blocks or len(set(blocks)) != len(blocks) or min(blocks) < 0 or max(blocks) >= num_blocks:
+        scaled = ", ".join(map(str, family.default_fusion_blocks(num_blocks)))
         raise ValueError(f"{input_name}: blocks {blocks} must be distinct indices 0..{num_blocks - 1} (this "
-                         f"LTX-Video model has {num_blocks} blocks; Turbo2K's 0, 7, 14, 21 need 28)")
+                         f"{family.name} model has {num_blocks} blocks; Turbo2K's 0, 7, 14, 21 of 28 are {scaled} "
+                         f"at its depth, which '{AUTO_BLOCKS}' picks)")
     return blocks
 
 
-def _grid_wrapper(executor, *args, **kwargs):
-    x = args[0]
-    if not torch.is_tensor(x) or x.ndim != 5:
-        raise ValueError("LR -> HR feature guidance needs a single video latent [B, C, T, H, W]")
-    index = core_compat.LTX_FORWARD_OPTIONS_INDEX
-    options = dict(core_compat.positional_options(args, kwargs, index))
-    options[GRID_KEY] = tuple(int(s) for s in x.shape[2:])
-    args, kwargs = core_compat.with_positional_options(args, kwargs, index, options)
-    return executor(*args, **kwargs)
+def _grid_wrapper(family: families.Family):
+    """DIFFUSION_MODEL wrapper: the video latent's (T, H, W) into transformer_options (LTX-2: x[0] of the streams)."""
+    def wrapper(executor, *args, **kwargs):
+        x = family.video_latent(args[0])
+        if not torch.is_tensor(x) or x.ndim != 5:
+            raise ValueError(f"LR -> HR feature guidance needs a video latent [B, C, T, H, W]; "
+                             f"{family.video_only_hint or 'connect one'}")
+        index = core_compat.LTX_FORWARD_OPTIONS_INDEX
+        options = dict(core_compat.positional_options(args, kwargs, index))
+        options[GRID_KEY] = tuple(int(s) for s in x.shape[2:])
+        args, kwargs = core_compat.with_positional_options(args, kwargs, index, options)
+        return executor(*args, **kwargs)
+
+    return wrapper
+
+
+def check_video_latent(model, latent: dict, input_name: str) -> None:
+    """A LATENT whose (first) stream is this model's video latent: not an audio-only LTX-2 latent."""
+    family = families.family_of(model)
+    samples = latent["samples"]
+    video = samples.unbind()[0] if getattr(samples, "is_nested", False) else samples
+    channels = model.get_model_object("latent_format").latent_channels
+    if video.ndim == 5 and video.shape[1] == channels:
+        return
+    hint = family.video_only_hint if family is not None and family.video_only_hint else "connect a video latent"
+    raise ValueError(f"{input_name}: LR -> HR works on video latents [B, {channels}, T, H, W]; this latent's "
+                     f"{'first stream' if video is not samples else 'samples'} has shape {tuple(video.shape)} (an "
+                     f"audio-only latent?); {hint}")
 
 
 def _run_block(previous, args, extra):
@@ -84,7 +110,7 @@ def _grid_tokens(img: torch.Tensor, options: dict) -> tuple[int, int, int]:
 
 
 def _is_last_step(options: dict) -> tuple[bool, float]:
-    sigmas, schedule = options.get("sigmas"), options.get("sample_sigmas")
+    sigmas, schedule = options.get(core_compat.SIGMAS), options.get(core_compat.SAMPLE_SIGMAS)
     if sigmas is None or schedule is None or len(schedule) < 2:
         return False, 0.0
     sigma = float(sigmas.reshape(-1)[0])
@@ -97,7 +123,7 @@ def _capture_patch(store: LRFeatures, family: families.Family, block: int, previ
         out = _run_block(previous, args, extra)
         options = args["transformer_options"]
         last, sigma = _is_last_step(options)
-        order = list(options.get("cond_or_uncond", [0]))
+        order = list(options.get(core_compat.COND_OR_UNCOND, [0]))
         if last and 0 in order:
             img = family.video_tokens(out["img"])
             chunk = img.shape[0] // len(order)
@@ -116,15 +142,14 @@ def capturing_guider(guider, blocks, store: LRFeatures):
     family, diffusion_model = lr_family(model, "guider")
     store.num_blocks = len(family.blocks_of(diffusion_model))
     store.width = family.width_of(diffusion_model)
-    blocks = check_blocks(blocks, store.num_blocks, "blocks")
+    blocks = check_blocks(blocks, store.num_blocks, "blocks", family)
     patched = copy.copy(guider)
     patched.model_patcher = model.clone()
     patched.model_patcher.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.DIFFUSION_MODEL, WRAPPER_KEY,
-                                               _grid_wrapper)
+                                               _grid_wrapper(family))
     options = comfy.model_patcher.create_model_options_clone(guider.model_options)
-    replace = options.setdefault("transformer_options", {}).get("patches_replace", {}).get("dit", {})
     for block in blocks:
-        patch = _capture_patch(store, family, block, replace.get(("double_block", block)))
+        patch = _capture_patch(store, family, block, core_compat.block_patch(options, block))
         comfy.model_patcher.set_model_options_patch_replace(options, patch, "dit", "double_block", block)
     patched.model_options = options
     return patched
@@ -136,10 +161,10 @@ def capturing_model(model, blocks, store: LRFeatures):
     family, diffusion_model = lr_family(model, "model")
     store.num_blocks, store.width = len(family.blocks_of(diffusion_model)), family.width_of(diffusion_model)
     patched = model.clone()
-    patched.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.DIFFUSION_MODEL, WRAPPER_KEY, _grid_wrapper)
-    replace = patched.model_options.get("transformer_options", {}).get("patches_replace", {}).get("dit", {})
-    for block in check_blocks(blocks, store.num_blocks, "blocks"):
-        patch = _capture_patch(store, family, block, replace.get(("double_block", block)))
+    patched.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.DIFFUSION_MODEL, WRAPPER_KEY,
+                                 _grid_wrapper(family))
+    for block in check_blocks(blocks, store.num_blocks, "blocks", family):
+        patch = _capture_patch(store, family, block, core_compat.block_patch(patched.model_options, block))
         patched.set_model_patch_replace(patch, "dit", "double_block", block)
     return patched
 
@@ -147,8 +172,11 @@ def capturing_model(model, blocks, store: LRFeatures):
 def run_lr_pass(noise, guider, sampler, sigmas, latent: dict, blocks) -> tuple[dict, LRFeatures]:
     """Samples the LR latent as SamplerCustomAdvanced does and returns (latent, captured features)."""
     store = LRFeatures()
-    result = _sample(capturing_guider(guider, blocks, store), noise, sampler, sigmas, latent)
-    missing = sorted(set(check_blocks(blocks, store.num_blocks, "blocks")) - set(store.features))
+    capturing = capturing_guider(guider, blocks, store)  # refuses a model family it does not know first
+    check_video_latent(guider.model_patcher, latent, "latent_image")
+    result = sample_with(capturing, noise, sampler, sigmas, latent)
+    family = families.family_of(guider.model_patcher)
+    missing = sorted(set(check_blocks(blocks, store.num_blocks, "blocks", family)) - set(store.features))
     if missing:
         raise ValueError(f"sampler: no model call ran at the last step's sigma {float(sigmas[-2]):.6g}, so LR "
                          f"features of blocks {missing} were not captured; use a sampler that evaluates the "
@@ -254,50 +282,22 @@ def apply_lr_features(model, features: LRFeatures, adapter: FusionAdapter, stren
     family = check_fits(model, features, adapter, file_name)
     patched = model.clone()
     state = _ApplyState(adapter, features, float(strength), live)
-    replace = patched.model_options.get("transformer_options", {}).get("patches_replace", {}).get("dit", {})
     for hr_block, lr_block in zip(adapter.hr_blocks, adapter.lr_blocks):
-        patch = _fusion_patch(state, family, hr_block, lr_block, replace.get(("double_block", hr_block)))
+        previous = core_compat.block_patch(patched.model_options, hr_block)
+        patch = _fusion_patch(state, family, hr_block, lr_block, previous)
         patched.set_model_patch_replace(patch, "dit", "double_block", hr_block)
-    patched.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.DIFFUSION_MODEL, WRAPPER_KEY, _grid_wrapper)
+    patched.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.DIFFUSION_MODEL, WRAPPER_KEY,
+                                 _grid_wrapper(family))
     patched.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.OUTER_SAMPLE, WRAPPER_KEY, state.outer_sample)
     patched.model_options["transformer_options"][APPLIED_KEY] = {"file": file_name, "sigma": features.sigma}
     return patched
 
 
-def _cfg_guider(model, positive, negative, cfg):
-    import comfy.samplers
-
-    guider = comfy.samplers.CFGGuider(model)
-    guider.set_conds(positive, negative)
-    guider.set_cfg(cfg)
-    return guider
-
-
-def _sample(guider, noise, sampler, sigmas, latent: dict) -> dict:
+def sample_with(guider, noise, sampler, sigmas, latent: dict) -> dict:
+    """What SamplerCustomAdvanced does with a LATENT (its noise_mask included) -> the sampled LATENT."""
     samples = comfy.sample.fix_empty_latent_channels(guider.model_patcher, latent["samples"])
     callback = latent_preview.prepare_callback(guider.model_patcher, sigmas.shape[-1] - 1, {})
     out = guider.sample(noise.generate_noise({**latent, "samples": samples}), samples, sampler, sigmas,
                         denoise_mask=latent.get("noise_mask"), callback=callback,
                         disable_pbar=not comfy.utils.PROGRESS_BAR_ENABLED, seed=noise.seed)
     return {**latent, "samples": out.to(comfy.model_management.intermediate_device())}
-
-
-def lrhr_sample(model, positive, negative, cfg, sampler, lr_sigmas, hr_sigmas, lr_latent: dict, seed: int,
-                adapter: FusionAdapter | None, file_name: str, strength: float, spatial_scale: float):
-    """LR pass -> HR pass in one call: fusion adapter when given, else training-free latent guidance."""
-    from comfy_extras.nodes_custom_sampler import Noise_EmptyNoise, Noise_RandomNoise
-
-    from .latent_guidance import guide_latent
-
-    noise = Noise_RandomNoise(seed)
-    lr_guider = _cfg_guider(model, positive, negative, cfg)
-    if adapter is None:
-        lr_out = _sample(lr_guider, noise, sampler, lr_sigmas, lr_latent)
-        start, _, sigmas = guide_latent(lr_out, hr_sigmas, seed, 0, spatial_scale)
-        return _sample(lr_guider, Noise_EmptyNoise(), sampler, sigmas, start), lr_out
-    lr_out, features = run_lr_pass(noise, lr_guider, sampler, lr_sigmas, lr_latent, adapter.lr_blocks)
-    hr_model = apply_lr_features(model, features, adapter, strength, file_name)
-    b, c, t, h, w = lr_out["samples"].shape
-    size = (b, c, t, round(h * spatial_scale), round(w * spatial_scale))
-    hr_latent = {"samples": torch.zeros(size, device=comfy.model_management.intermediate_device())}
-    return _sample(_cfg_guider(hr_model, positive, negative, cfg), noise, sampler, hr_sigmas, hr_latent), lr_out

@@ -15,10 +15,14 @@ What is cropped per window: x; c_concat; every extra cond tensor whose last thre
 (T, H, W) (LTX denoise_mask, concat latents). Repeated per window when tiles are batched: sigma,
 c_crossattn, other tensors whose first dim is the batch, transformer_options' sigmas /
 cond_or_uncond / uuids; tensors under transformer_options[CROPPED_OPTIONS_KEY] are cropped like x.
-LTX-Video keyframe guides (LTXVAddGuide: guide latent frames appended to x, `keyframe_idxs` holding
-their tokens' pixel coordinates): each window keeps the index entries of its own guide cells, moved
-into the window's coordinates like its other tokens; with temporal segments they are refused.
-Not supported: ControlNet / T2I control (computed on the whole latent before apply_model: refused)
+LTX-Video keyframe guides (LTXVAddGuide: guide latent frames appended to x, with conds laid out over
+their tokens): each window keeps its own guide cells (patches/tiled_guides.py); with temporal segments
+they are refused.
+LTX-2 (patches/families/ltx2.py): a plain video latent runs video-only and tiles like LTX-Video. An audio-video
+latent reaches apply_model packed ([B, 1, N] + the `latent_shapes` cond); its audio stream and the audio-video
+cross-attention attend to the WHOLE video, which no window sees, so they cannot stay exact under tiling: a plan
+of one window runs the model untiled (exact), more windows are refused with an error that says how to run
+video-only. Not supported: ControlNet / T2I control (computed on the whole latent before apply_model: refused)
 and other conds laid out per token or per latent frame only (Wan reference latents): those pass
 through uncropped.
 """
@@ -34,7 +38,8 @@ import torch
 
 from ..samplers.tile_budget import largest_tile, model_call_cost
 from ..samplers.tiling import Window, check_plan_inputs, plan_windows, tiled_apply, to_units, unit_grid
-from . import families
+from . import core_compat, families
+from .tiled_guides import GUIDE_CONDS, window_guides
 
 WRAPPER_KEY = "turbovideo_tiled_model"
 # transformer_options entry {name: tensor laid out like x [B, C, T, H, W]}: cropped per window like x, so
@@ -134,64 +139,76 @@ def _expand_batch(value: torch.Tensor, batch: int) -> torch.Tensor:
     return value.expand(batch, *value.shape[1:]) if value.shape[0] == 1 and batch > 1 else value
 
 
-KEYFRAME_INDICES = "keyframe_idxs"  # LTXV extra cond: [B, 3 (t, h, w), guide tokens, 2 (start, end)] pixels
-
-
-def _window_keyframes(keyframes: torch.Tensor, x: torch.Tensor, windows: list[Window], scale) -> torch.Tensor:
-    """keyframe_idxs for a batch of windows: each window's guide cells, in its token order, shifted by its
-    spatial offset (the model numbers a window's tokens from 0, as if it were the whole latent)."""
-    height, width = x.shape[3:]
-    guide_frames = keyframes.shape[2] // (height * width)
-    if guide_frames * height * width != keyframes.shape[2]:
-        raise ValueError(f"model: {keyframes.shape[2]} keyframe tokens do not fill whole {height}x{width} latent "
-                         "frames; TurboTiledModel tiles full-frame guides (LTXVAddGuide) only")
-    cells = torch.arange(keyframes.shape[2], device=keyframes.device).reshape(guide_frames, height, width)
-    parts = []
-    for window in windows:
-        if window.frames[1] != x.shape[2]:
-            raise ValueError("model: TurboTiledModel with temporal segments cannot carry LTXVAddGuide keyframes "
-                             "(they sit after the last frame); set segment_length to 0")
-        index = cells[:, slice(*window.rows), slice(*window.cols)].reshape(-1)
-        part = _expand_batch(keyframes, x.shape[0])[:, :, index].clone()
-        part[:, 1] -= window.rows[0] * scale[1]
-        part[:, 2] -= window.cols[0] * scale[2]
-        parts.append(part)
-    return torch.cat(parts, dim=0)
-
-
 def _window_options(options: dict, windows: list[Window], x: torch.Tensor) -> dict:
     out = dict(options)
     out[WINDOWS_KEY] = (tuple(x.shape[2:]), [(w.frames, w.rows, w.cols) for w in windows])
-    for key in ("cond_or_uncond", "uuids"):
+    for key in (core_compat.COND_OR_UNCOND, "uuids"):
         if isinstance(out.get(key), list):
             out[key] = out[key] * len(windows)
-    if isinstance(out.get("sigmas"), torch.Tensor):
-        out["sigmas"] = _crop_or_repeat(out["sigmas"], x, windows)
+    if isinstance(out.get(core_compat.SIGMAS), torch.Tensor):
+        out[core_compat.SIGMAS] = _crop_or_repeat(out[core_compat.SIGMAS], x, windows)
     if isinstance(out.get(CROPPED_OPTIONS_KEY), dict):
         out[CROPPED_OPTIONS_KEY] = {name: _crop_or_repeat(value, x, windows)
                                     for name, value in out[CROPPED_OPTIONS_KEY].items()}
     return out
 
 
+def _stream_shapes(kwargs: dict) -> list:
+    """The per-stream latent shapes core packed into x (cond `latent_shapes`), [] for a plain latent."""
+    return [tuple(shape) for shape in kwargs.get(core_compat.LATENT_SHAPES_COND) or ()]
+
+
+def _single_window_streams(concrete, base_model, x: torch.Tensor, kwargs: dict) -> bool:
+    """True when x packs a video stream with others (LTX-2 audio) and the plan covers the video in one window:
+    then the model runs on everything exactly as untiled (audio and audio-video cross-attention included)."""
+    shapes = _stream_shapes(kwargs)
+    if len(shapes) < 2 or len(shapes[0]) != 5:
+        return False
+    return len(plan_for(concrete(base_model, shapes[0], x.device), base_model, shapes[0][2:])) == 1
+
+
+def _is_video_latent(base_model, x: torch.Tensor) -> bool:
+    """[B, C, T, H, W] with the model's latent channels (core turns a 4-D latent into 1 frame of it first)."""
+    channels = getattr(getattr(base_model, "latent_format", None), "latent_channels", None)
+    return x.ndim == 5 and (channels is None or x.shape[1] == channels)
+
+
+def _not_a_video_latent(base_model, x: torch.Tensor, kwargs: dict) -> str:
+    shapes = _stream_shapes(kwargs) or [tuple(x.shape)]
+    family = families.family_of(base_model)
+    hint = family.video_only_hint if family is not None and family.video_only_hint else \
+        "connect a video latent [B, C, T, H, W]"
+    if len(shapes) > 1 and len(shapes[0]) == 5:
+        return (f"latent: TurboTiledModel tiles the video stream only, and this latent also holds "
+                f"{len(shapes) - 1} other stream(s) {shapes[1:]} (audio) that attend to the WHOLE video, so tiles "
+                f"cannot keep them exact; {hint}, or make tile_size cover the {shapes[0][3]}x{shapes[0][4]} latent "
+                "(one window runs everything untiled)")
+    channels = getattr(getattr(base_model, "latent_format", None), "latent_channels", "its")
+    return (f"latent: TurboTiledModel tiles video latents [B, {channels}, T, H, W]; the sampler's latent has shape "
+            f"{shapes[0]} (an audio-only latent has no video to tile); {hint}, or sample it with the MODEL from "
+            "before TurboTiledModel")
+
+
 def _tiled_wrapper(settings: TilingSettings):
     resolved: dict = {}  # auto tile per x shape, fixed at its first call so every step uses one plan
 
-    def concrete(base_model, x: torch.Tensor) -> TilingSettings:
+    def concrete(base_model, shape: tuple, device) -> TilingSettings:
         if not settings.auto:
             return settings
-        if tuple(x.shape) not in resolved:
+        if tuple(shape) not in resolved:
             budget = settings.budget_bytes
-            budget = comfy.model_management.get_free_memory(x.device) if budget is None else budget
-            resolved[tuple(x.shape)] = resolve_tile(settings, base_model, x.shape, budget)
-        return resolved[tuple(x.shape)]
+            budget = comfy.model_management.get_free_memory(device) if budget is None else budget
+            resolved[tuple(shape)] = resolve_tile(settings, base_model, shape, budget)
+        return resolved[tuple(shape)]
 
     def apply_model(executor, x, t, c_concat=None, c_crossattn=None, control=None, transformer_options=None,
                     **kwargs):
         transformer_options = {} if transformer_options is None else transformer_options
-        if x.ndim != 5:
-            raise ValueError(f"model: TurboTiledModel tiles video latents [B, C, T, H, W]; this model got "
-                             f"shape {tuple(x.shape)}. Use it with a video model (LTX-Video, LTX-2, Wan, SeedVR2)")
-        active = concrete(executor.class_obj, x)
+        if not _is_video_latent(executor.class_obj, x):  # packed streams (LTX-2 audio-video), or not a video
+            if _single_window_streams(concrete, executor.class_obj, x, kwargs):
+                return executor(x, t, c_concat, c_crossattn, control, transformer_options, **kwargs)
+            raise ValueError(_not_a_video_latent(executor.class_obj, x, kwargs))
+        active = concrete(executor.class_obj, tuple(x.shape), x.device)
         windows = plan_for(active, executor.class_obj, x.shape[2:])
         if len(windows) == 1:
             return executor(x, t, c_concat, c_crossattn, control, transformer_options, **kwargs)
@@ -202,9 +219,11 @@ def _tiled_wrapper(settings: TilingSettings):
         def run(crops: torch.Tensor, group: list[Window]) -> torch.Tensor:
             per = lambda value: _crop_or_repeat(value, x, group)
             extra = {name: per(value) for name, value in kwargs.items()}
-            if kwargs.get(KEYFRAME_INDICES) is not None:
-                scale = executor.class_obj.diffusion_model.vae_scale_factors
-                extra[KEYFRAME_INDICES] = _window_keyframes(kwargs[KEYFRAME_INDICES], x, group, scale)
+            if kwargs.get(core_compat.LATENT_SHAPES_COND) is not None:  # one stream (a plain LTX-2 video latent)
+                extra[core_compat.LATENT_SHAPES_COND] = [crops.shape]
+            if any(kwargs.get(name) is not None for name in GUIDE_CONDS):
+                scale = core_compat.ltx_vae_scale_factors(executor.class_obj)
+                extra.update(window_guides(kwargs, x, group, scale))
             return executor(crops, per(t), per(c_concat), per(c_crossattn), None,
                             _window_options(transformer_options, group, x), **extra)
 

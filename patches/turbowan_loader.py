@@ -10,8 +10,9 @@ import logging
 import comfy.sd
 
 from ..models import turbowan
-from . import int8_linear
 from .attention import apply_attention_backend
+from .int8 import files as int8_files
+from .int8 import quantize as int8_quantize
 
 TURBODIFFUSION_LINEAR_KEYS = "all"
 
@@ -27,11 +28,11 @@ def load_turbowan(path, name: str, attention: str = "sagesla", topk: float = 0.1
     """MODEL from a TurboWan file; returns (model, checkpoint) so the caller can report what it loaded."""
     checkpoint = turbowan.convert(turbowan.read_state_dict(path), name)
     if checkpoint.quantized:
-        model = int8_linear.load_quantized(checkpoint.native)
+        model = int8_files.load_quantized(checkpoint.native)
     else:
         model = _plain_model(checkpoint, name)
         if int8:
-            model = int8_linear.quantize_model(model, "all", "block128")
+            model = int8_quantize.quantize_model(model, "all", "block128")
     if attention in ("sla", "sagesla") and not checkpoint.proj_l:
         logging.warning("TurboWanLoader: '%s' has no SLA proj_l weights; %s runs with a zero proj_l "
                         "(sparse branch only)", name, attention)

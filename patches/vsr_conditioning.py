@@ -88,7 +88,6 @@ def apply_vsr_conditioner(model, conditioner: VSRConditioner, lr_latent: torch.T
     options[PATCH_KEY] = True
     processed = patched.model.latent_format.process_in(lr_latent.float())
     options[CROPPED_OPTIONS_KEY] = {**options.get(CROPPED_OPTIONS_KEY, {}), LR_LATENT: processed}
-    replace = patched.model_options.get("transformer_options", {}).get("patches_replace", {}).get("dit", {})
-    previous = replace.get(("double_block", 0))  # another pack's or the training's block-0 patch keeps running
+    previous = core_compat.block_patch(patched.model_options, 0)  # another pack's or the training's keeps running
     patched.set_model_patch_replace(_block_patch(conditioner, family, live, previous), "dit", "double_block", 0)
     return patched

@@ -12,6 +12,8 @@ Pipeline (docs/vsr.md):
    upscaled first as a 1-frame video, then the whole video with that HR latent frozen in latent frame 0;
 4. decode with the chunked VAE back to exactly the input frame count, block by block: crop the
    padding, correct the colours against the resized LR frames (samplers/color_correction.py), clamp.
+   The seed also seeds the VAE's own decode noise (LTX-2's timestep-conditioned decoder draws some at
+   every call), so one seed gives one output.
 """
 from __future__ import annotations
 
@@ -212,7 +214,8 @@ def upscale_latents(model, vae, images: torch.Tensor, settings: UpscaleSettings,
 def upscaled_blocks(vae, upscaled: Upscaled, settings: UpscaleSettings) -> Iterator[torch.Tensor]:
     """Step 4 as finished frame blocks (n, H, W, 3) in [0, 1], in order; interrupts checked between blocks."""
     frames, (height, width) = upscaled.frames, upscaled.frames.size
-    plan = chunked_vae.plan_decode(vae, upscaled.samples.shape, chunked_vae.ChunkOptions())
+    # the seed also fixes the noise a timestep-conditioned decoder (LTX-2's VAE) mixes in at every call
+    plan = chunked_vae.plan_decode(vae, upscaled.samples.shape, chunked_vae.ChunkOptions(seed=settings.seed))
     done = 0
     for block in chunked_vae.decode_blocks(vae, upscaled.samples, plan, frames=frames.images.shape[0]):
         comfy.model_management.throw_exception_if_processing_interrupted()

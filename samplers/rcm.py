@@ -22,6 +22,17 @@ import torch
 RCM_MID_T_PRESETS = {"default": (1.5, 1.4, 1.0), "alternative": (1.3, 1.0, 0.6)}
 RCM_MAX_STEPS = 4
 
+
+def bfloat16_round(value: float) -> float:
+    return float(torch.tensor(value, dtype=torch.float64).to(torch.bfloat16).double())
+
+
+# Whole TrigFlow schedules of a released student, start time included (then 0). TurboT2AV (LTX-2 19B,
+# run_av_inference_eval._student_sigmas): [pi/2, 1.5, 1.4, 1.0], built as a tensor in the run's dtype,
+# bfloat16 under its mixed precision: the times it runs are these rounded to bfloat16 (pi/2 -> 1.5703125,
+# 1.4 -> 1.3984375), so the first sigma is 0.99952, not 1. No shift, no CFG.
+RCM_TIME_PRESETS = {"turbot2av": tuple(bfloat16_round(t) for t in (math.pi / 2, 1.5, 1.4, 1.0))}
+
 Denoise = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 NoiseLike = Callable[[torch.Tensor, int], torch.Tensor]
 
@@ -62,6 +73,17 @@ def rcm_sigmas(
     """
     times = rcm_trigflow_times(steps, sigma_max, mid_t)
     sigmas = [trigflow_to_flow_sigma(t) for t in times]
+    return torch.tensor(sigmas, dtype=torch.float64).to(torch.float32)
+
+
+def rcm_preset_sigmas(preset: str, steps: int) -> torch.Tensor:
+    """A released student's own schedule (RCM_TIME_PRESETS) as rectified-flow SIGMAS, its first `steps` times."""
+    if preset not in RCM_TIME_PRESETS:
+        raise ValueError(f"preset must be one of {list(RCM_TIME_PRESETS)}, got {preset!r}")
+    times = RCM_TIME_PRESETS[preset]
+    if isinstance(steps, bool) or not isinstance(steps, int) or not 1 <= steps <= len(times):
+        raise ValueError(f"steps must be an integer from 1 to {len(times)} for {preset}, got {steps!r}")
+    sigmas = [trigflow_to_flow_sigma(t) for t in (*times[:steps], 0.0)]
     return torch.tensor(sigmas, dtype=torch.float64).to(torch.float32)
 
 

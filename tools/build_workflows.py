@@ -1,7 +1,15 @@
 """Builds the example workflows in workflows/ from the graphs below, with the real host's node info.
 
-Run with ComfyUI's Python: `COMFYUI_PATH=/path/to/ComfyUI python tools/build_workflows.py`.
+Run with the OLDEST supported ComfyUI's Python (OLDEST_COMFYUI; newer frontends load its files and give
+widgets that core added since their defaults): `COMFYUI_PATH=/path/to/ComfyUI-0.8.0 python tools/build_workflows.py`.
+A workflow on core nodes that ComfyUI lacks (NEEDS_CORE_NODES) is built on the oldest ComfyUI that has them
+(BUILT_ON): run the script again with that one (`COMFYUI_PATH=/path/to/ComfyUI-0.29.0`); each run writes only
+the workflows built on its version.
 Each graph names the model files a user downloads (README: which file goes in which folder).
+
+Adding a workflow: a function (node_info) -> Workflow below, one line in WORKFLOWS, run this script, then give
+every model or input file it names a tiny stand-in in tests/host/workflow_files.py (the end-to-end test runs
+every committed workflow and says which file has none).
 """
 import pathlib
 import sys
@@ -24,6 +32,12 @@ WAN_VAE = "wan_2.1_vae.safetensors"
 TURBOWAN_T2V = "TurboWan2.1-T2V-1.3B-480P.pth"
 TURBOWAN_I2V = "TurboWan2.2-I2V-A14B-{}-720P-quant.pth"
 WAN_FPS = 16.0
+TURBOT2AV_STUDENT = "TurboT2AV.pth"  # the released checkpoints/turbot2av_main/model.pth, renamed
+LTX2_CHECKPOINT = "ltx-2-19b-dev.safetensors"
+GEMMA_ENCODER = "gemma_3_12B_it_fp4_mixed.safetensors"
+T2AV_PROMPT = ("A street musician plays an upbeat melody on an acoustic guitar in a sunlit plaza at dusk, "
+               "pigeons flutter past, people clap along, warm light, the camera slowly pushes in.")
+OLDEST_COMFYUI = "0.8.0"  # the lower bound of [tool.comfy] requires-comfyui in pyproject.toml
 
 
 def node_info(host) -> dict:
@@ -188,6 +202,22 @@ def ltxv_vsr(info, conditioner: str, strength: float, streamed: bool) -> Workflo
     return w
 
 
+def ltx2_vsr(info) -> Workflow:
+    """A low-res video upscaled 2x with LTX-2 (video-only), training-free: factorized, auto tiles, no prompt
+    (the family's zero caption token: no 12B text encoder to load), decoded straight into the MP4."""
+    w = Workflow(info)
+    video = w.add("LoadVideo", title="Low-resolution video", file="low_res.mp4")
+    parts = w.add("GetVideoComponents", video=(video, 0))
+    ckpt = w.add("CheckpointLoaderSimple", ckpt_name=LTX2_CHECKPOINT)
+    upscaled = w.add("TurboVSRUpscaleToVideo", model=(ckpt, 0), vae=(ckpt, 2), images=(parts, 0), scale=2.0, steps=4,
+                     strength=0.4, seed=0, resize_method="lanczos", color_correction="wavelet", factorized=True,
+                     vsr_conditioner=TRAINING_FREE_VSR, cfg=1.0, tile_size=0, memory_budget_mb=0, tile_overlap=4,
+                     segment_length=0, segment_overlap=2, weights="cosine", tile_batch=1, frame_rate=24.0, crf=19)
+    w.add("SaveVideo", video=(upscaled, 0), filename_prefix="video/turbovsr_ltx2", format="auto", codec="auto")
+    w.add("PreviewImage", title="Tile layout", images=(upscaled, 1))
+    return w
+
+
 STUDENT_BUNDLE = "turbo2k_student_ltxv_2b_bundle.safetensors"  # DiT + adapters (save_dit_bundle, docs/adapters.md)
 
 
@@ -262,6 +292,14 @@ NEEDS_CORE_NODES = {"seedvr2_tiled_upscale_to_video.json": ("SeedVR2Conditioning
                                                             "SeedVR2PostProcessing")}
 
 
+# the ComfyUI a workflow is built on where it is not OLDEST_COMFYUI: the oldest with the core nodes it needs
+BUILT_ON = {"seedvr2_tiled_upscale_to_video.json": "0.29.0"}
+
+
+def built_on(name: str) -> str:
+    return BUILT_ON.get(name, OLDEST_COMFYUI)
+
+
 def lacking(name: str, node_types) -> list[str]:
     """The core nodes workflow `name` needs that `node_types` (a host's registered types) does not have."""
     return [node for node in NEEDS_CORE_NODES.get(name, ()) if node not in node_types]
@@ -314,6 +352,31 @@ def turbowan_i2v(info) -> Workflow:
     return w
 
 
+def turbot2av_t2av(info) -> Workflow:
+    """TurboT2AV: LTX-2 19B audio-video in 4 rCM steps (no CFG, 24 fps) with W8A8, fused norms and SageSLA 0.3,
+    video and audio decoded into one MP4."""
+    w = Workflow(info)
+    loaded = w.add("TurboT2AVLoader", student_name=TURBOT2AV_STUDENT, base_checkpoint=LTX2_CHECKPOINT)
+    quantized = w.add("TurboQuantizeINT8", model=(loaded, 0), layers="all", granularity="per_channel", backend="auto")
+    fused = w.add("TurboFusedNorms", model=(quantized, 0))
+    model = w.add("TurboAttention", model=(fused, 0), backend="sagesla", topk=0.3, proj_l="none")
+    clip = w.add("LTXAVTextEncoderLoader", text_encoder=GEMMA_ENCODER, ckpt_name=LTX2_CHECKPOINT)
+    positive = w.add("CLIPTextEncode", title="Prompt", text=T2AV_PROMPT, clip=(clip, 0))
+    cond = w.add("LTXVConditioning", positive=(positive, 0), negative=(positive, 0), frame_rate=24.0)
+    latent = w.add("TurboT2AVEmptyLatent", width=768, height=512, length=121, batch_size=1, frame_rate=24.0)
+    guider = w.add("BasicGuider", model=(model, 0), conditioning=(cond, 0))
+    sampler = w.add("TurboRCMSampler", mode="sde")
+    sigmas = w.add("TurboRCMSigmas", steps=4, sigma_max=80.0, mid_timesteps="turbot2av")
+    split = w.add("LTXVSeparateAVLatent", av_latent=(sample(w, latent, guider, sampler, sigmas), 0))
+    audio_vae = w.add("LTXVAudioVAELoader", ckpt_name=LTX2_CHECKPOINT)
+    audio = w.add("LTXVAudioVAEDecode", samples=(split, 1), audio_vae=(audio_vae, 0))
+    video = w.add("TurboVAEDecodeToVideo", samples=(split, 0), vae=(loaded, 1), frame_rate=24.0, crf=19,
+                  memory_budget_mb=0, chunk_frames=0, chunk_overlap=24, tile_size=0, tile_overlap=64,
+                  audio=(audio, 0))
+    w.add("SaveVideo", video=(video, 0), filename_prefix="video/turbot2av", format="auto", codec="auto")
+    return w
+
+
 WORKFLOWS = {
     "ltxv_lr_to_hr_fusion_adapter.json": lambda info: ltxv_lr_to_hr(info, FUSION_ADAPTER),
     "ltxv_lr_to_hr_training_free.json": lambda info: ltxv_lr_to_hr(info, TRAINING_FREE_LRHR),
@@ -328,8 +391,17 @@ WORKFLOWS = {
     "ltxv_t2v_shortcut.json": ltxv_shortcut,
     "ltxv_t2v_rcm_4_steps.json": ltxv_rcm,
     "ltxv_t2v_token_shift_euler.json": ltxv_token_shift,
+    "turbot2av_t2av_4_steps.json": turbot2av_t2av,
+    "ltx2_vsr_upscale.json": ltx2_vsr,
     "seedvr2_tiled_upscale_to_video.json": seedvr2_tiled_upscale,
 }
+
+
+def comfyui_version() -> str:
+    """The version of the ComfyUI on sys.path (comfyui_version.py, in its root folder)."""
+    import comfyui_version
+
+    return comfyui_version.__version__
 
 
 def main():
@@ -338,9 +410,17 @@ def main():
     with tempfile.TemporaryDirectory() as work:
         host = ComfyHost(find_comfyui_root(PACK_ROOT), PACK_ROOT, pathlib.Path(work))
         info = node_info(host)
+    version, any_comfyui = comfyui_version(), "--any-comfyui" in sys.argv
+    if version not in {OLDEST_COMFYUI, *BUILT_ON.values()} and not any_comfyui:
+        sys.exit(f"ComfyUI {version}: the committed workflows are built on ComfyUI {OLDEST_COMFYUI}, the oldest "
+                 f"supported (and {BUILT_ON} on the oldest that has their core nodes); set COMFYUI_PATH to it "
+                 "(or pass --any-comfyui for a local try)")
     for name, build in WORKFLOWS.items():
         if lacking(name, info):
             print("skipped", name, "(this host lacks", ", ".join(lacking(name, info)) + ")")
+            continue
+        if built_on(name) != version and not any_comfyui:
+            print("skipped", name, f"(built on ComfyUI {built_on(name)})")
             continue
         write(build(info), PACK_ROOT / "workflows" / name)
         print("wrote", name)

@@ -136,3 +136,37 @@ def write(workflow: Workflow, path, extra_info=None):
     with open(path, "w", encoding="utf-8") as handle:
         json.dump(workflow.to_ui(extra_info), handle, indent=1)
         handle.write("\n")
+
+
+def to_api(ui: dict, node_info: dict) -> dict:
+    """The API prompt {id: {"class_type", "inputs"}} that the frontend's graphToPrompt makes of a UI workflow
+    written by `write`, on a host with `node_info`: widget values are read in the host's declared widget order
+    (a seed's `control_after_generate` value skipped), widgets the file has no value for (ones a newer core
+    appended) get their default, and links become [source id, output slot]. tests/host/test_workflows.py checks
+    the result against the real frontend's conversion on each host."""
+    sources = {row[0]: (str(row[1]), row[2]) for row in ui["links"]}
+    prompt = {}
+    for node in ui["nodes"]:
+        if node.get("mode", 0) != 0:
+            raise ValueError(f"node {node['id']} ({node['type']}) is muted or bypassed: to_api converts active nodes")
+        inputs = _api_widgets(node, node_info[node["type"]])
+        for slot in node["inputs"]:
+            if slot.get("link") is not None:
+                inputs[slot["name"]] = list(sources[slot["link"]])
+        prompt[str(node["id"])] = {"class_type": node["type"], "inputs": inputs}
+    return prompt
+
+
+def _api_widgets(node: dict, info: dict) -> dict:
+    values, widgets = list(node.get("widgets_values", [])), {}
+    for name, spec in _ordered_inputs(info):
+        if not _is_widget(spec):
+            continue
+        options = spec[1] if len(spec) > 1 and isinstance(spec[1], dict) else {}
+        if values:
+            widgets[name] = values.pop(0)
+            if options.get("control_after_generate") and values:
+                values.pop(0)
+        else:
+            widgets[name] = Workflow._widget_value(Node(node["id"], node["type"], {}, {}), name, spec, options)
+    return widgets

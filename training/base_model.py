@@ -9,7 +9,10 @@ block-replace patches, wrappers on a clone of `base.patcher`), so what is traine
 transformer_options and wrappers (as ComfyUI's samplers merge them) and returns the model's raw output:
 for LTX-Video (CONST / flow) that is the velocity v = noise - x0 of x_sigma = (1 - sigma) x0 + sigma noise,
 taken before ComfyUI turns it into x0 (so no division by a small sigma). Gradients flow into whatever
-adapter parameters the patches hold; the base weights have requires_grad False.
+adapter parameters the patches hold; the base weights have requires_grad False. Every model call (and every
+gradient-checkpoint recompute) runs inside core_compat.differentiable_core(), for that call only: core's own
+training switch (core 0.29 then takes differentiable torch ops instead of comfy-kitchen's, which have no autograd
+formula), and tensors on the gradient path saved as copies (core's LTX blocks update them in place).
 
 Object patches live on the ONE shared diffusion model, so only one patcher can be active at a time:
 `velocity` swaps patchers (unpatch the previous, patch the new) when called with another one.
@@ -25,9 +28,9 @@ from dataclasses import dataclass, field
 
 import torch
 
-from ..patches import core_compat
+from ..patches import core_compat, families
 
-CAPTION_CHANNELS = 4096  # T5-XXL width, LTX-Video's caption_channels
+CAPTION_CHANNELS = 4096  # T5-XXL width, LTX-Video's caption_channels (LTX-2: its family's context_width)
 DEFAULT_CONTEXT_TOKENS = 8
 RAW_OUTPUT_KEY = "turbovideo_training_raw_output"
 
@@ -47,6 +50,19 @@ class Base:
     def diffusion_model(self):
         return self.patcher.model.diffusion_model
 
+    @property
+    def family(self):
+        return families.family_of(self.patcher)
+
+    @property
+    def context_width(self) -> int:
+        """Width of the caption context the DiT's blocks take (LTX-Video: 4096; LTX-2: [video | audio] connector
+        outputs, e.g. 2 x 3840), as core's samplers hand it to apply_model."""
+        family = self.family
+        if family is None or family.context_width is None:
+            return CAPTION_CHANNELS
+        return family.context_width(self.diffusion_model)
+
     def use(self, patcher) -> None:
         """Makes `patcher`'s object patches the ones applied to the shared model."""
         if patcher is self.active or (self.active is not None and _same_patches(patcher, self.active)):
@@ -57,9 +73,9 @@ class Base:
         self.active = patcher
 
     def context(self, batch_size: int) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """(B, L, 4096) caption embedding and its (B, L) mask: the --context file, else zeros (no mask)."""
+        """(B, L, context_width) caption embedding and its (B, L) mask: the --context file, else zeros (no mask)."""
         if self.context_tokens is None:
-            zeros = torch.zeros(batch_size, DEFAULT_CONTEXT_TOKENS, CAPTION_CHANNELS, device=self.device)
+            zeros = torch.zeros(batch_size, DEFAULT_CONTEXT_TOKENS, self.context_width, device=self.device)
             return zeros.to(self.dtype), None
         tokens = self.context_tokens.to(self.device, self.dtype).expand(batch_size, -1, -1)
         mask = None if self.context_mask is None else self.context_mask.to(self.device).expand(batch_size, -1)
@@ -71,7 +87,7 @@ class Base:
 
         options = extension.copy_nested_dicts(patcher.model_options.get("transformer_options", {}))
         extension.merge_nested_dicts(options.setdefault("wrappers", {}), patcher.wrappers, copy_dict1=False)
-        options.setdefault("cond_or_uncond", [0])
+        options.setdefault(core_compat.COND_OR_UNCOND, [0])
         options.update(entries)
         return options
 
@@ -85,6 +101,7 @@ class Base:
         if context is None:
             context, context_mask = self.context(x.shape[0])
         extra_conds["attention_mask"] = context_mask  # LTX's forward takes it positionally, None is allowed
+        extra_conds = {**self.family.direct_call_conds(x), **extra_conds}  # what core's sampler would add
         raw = []
 
         def keep_raw_output(executor, *args, **kwargs):
@@ -94,7 +111,7 @@ class Base:
 
         options = self.transformer_options(patcher, sigmas=sigma, **(options or {}))
         extension.add_wrapper_with_key(extension.WrappersMP.DIFFUSION_MODEL, RAW_OUTPUT_KEY, keep_raw_output, options)
-        with torch.autograd.graph.saved_tensors_hooks(_keep_copy, _unpack):
+        with core_compat.differentiable_core():
             self.patcher.model.apply_model(x.to(self.device), sigma, c_crossattn=context,
                                            transformer_options=options, **extra_conds)
         return raw[-1].float()
@@ -136,17 +153,6 @@ def ensure_comfy() -> None:
     import comfy.model_management  # noqa: F401  reads args once, at import
 
 
-def _keep_copy(tensor: torch.Tensor) -> torch.Tensor:
-    # Core's LTX blocks update their hidden states in place (x.addcmul_, x +=) after autograd saved them,
-    # which fails the backward pass ("modified by an inplace operation"). Tensors on the gradient path are
-    # saved as copies; frozen weights and other tensors without grad are saved as they are (no copy).
-    return tensor.clone() if tensor.requires_grad else tensor
-
-
-def _unpack(tensor: torch.Tensor) -> torch.Tensor:
-    return tensor
-
-
 def _same_patches(a, b) -> bool:
     """Clones that differ only in model_options (block patches, wrappers) need no re-patching."""
     same_objects = a.object_patches.keys() == b.object_patches.keys() and all(
@@ -185,18 +191,20 @@ def _config_metadata(path: str) -> str | None:
         return (handle.metadata() or {}).get("config")
 
 
-def read_context(path) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """A --context file: safetensors with `context` (L, 4096) or (1, L, 4096), optional `attention_mask` (L,)."""
+def read_context(path, width: int = CAPTION_CHANNELS) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """A --context file: safetensors with `context` (L, width) or (1, L, width), optional `attention_mask` (L,);
+    width is the base model's context width (LTX-Video: T5's 4096; LTX-2: the processed [video | audio] context)."""
     from safetensors.torch import load_file
 
     tensors = load_file(str(path))
     if "context" not in tensors:
-        raise ValueError(f"--context {path}: no 'context' tensor; save the caption embedding (L, 4096) under "
+        raise ValueError(f"--context {path}: no 'context' tensor; save the caption embedding (L, {width}) under "
                          "the key 'context' (docs/training.md)")
     context = tensors["context"].float()
     context = context[0] if context.ndim == 3 else context
-    if context.ndim != 2 or context.shape[-1] != CAPTION_CHANNELS:
-        raise ValueError(f"--context {path}: 'context' must be (L, {CAPTION_CHANNELS}), got {tuple(context.shape)}")
+    if context.ndim != 2 or context.shape[-1] != width:
+        raise ValueError(f"--context {path}: 'context' must be (L, {width}) for this base model, got "
+                         f"{tuple(context.shape)} (docs/training.md)")
     mask = tensors.get("attention_mask")
     return context, None if mask is None else mask.reshape(-1).long()
 
@@ -218,11 +226,9 @@ def _checkpointed_block(module):
 
         def run(img, *tensors):
             inputs = {**args, **dict(zip(names, tensors))}
-            # the block updates its input and saved tensors in place: it gets a copy, and saves copies
-            with torch.autograd.graph.saved_tensors_hooks(_keep_copy, _unpack):
-                return module(img.clone(), context=inputs["txt"], attention_mask=inputs["attention_mask"],
-                              timestep=inputs["vec"], pe=inputs["pe"],
-                              transformer_options=inputs["transformer_options"])
+            # the block updates its input in place: it gets a copy (differentiable_core saves copies too)
+            with core_compat.differentiable_core():
+                return core_compat.run_ltx_block(module, img.clone(), inputs)
 
         return {"img": checkpoint(run, args["img"], *(args[k] for k in names), use_reentrant=True)}
 
@@ -233,13 +239,15 @@ def checkpoint_blocks(patcher) -> None:
     """Gradient checkpointing of every DiT block, as block-replace patches set on `patcher` before any
     adapter patch (the pack's block patches chain to them). A block keeps only its inputs for the backward
     pass and runs again there: the activation memory of one block instead of all of them."""
-    for index, module in enumerate(patcher.model.diffusion_model.transformer_blocks):
-        patcher.set_model_patch_replace(_checkpointed_block(module), "dit", "double_block", index)
+    families.require(patcher, families.CHECKPOINTING, "--gradient-checkpointing")
+    family = families.family_of(patcher)
+    for index, module in enumerate(family.blocks_of(patcher.model.diffusion_model)):
+        patcher.set_model_patch_replace(_checkpointed_block(module), *core_compat.BLOCK_PATCH, index)
 
 
 def load_base(dit_path, vae_path=None, device=None, dtype=torch.float32, context_path=None,
               gradient_checkpointing: bool = False) -> Base:
-    """A frozen LTX-Video base on `device`; dit_path is a DiT file or a full checkpoint (then its VAE too)."""
+    """A frozen LTX-Video or LTX-2 base on `device`; dit_path is a DiT file or a full checkpoint (then its VAE too)."""
     ensure_comfy()
     import comfy.model_management
     import comfy.sd
@@ -255,9 +263,13 @@ def load_base(dit_path, vae_path=None, device=None, dtype=torch.float32, context
     if vae_path is not None:
         vae = _load_vae(str(vae_path))
     _freeze(patcher)
+    if families.family_of(patcher) is None:
+        raise ValueError(f"{dit_path}: ComfyUI loaded a {type(patcher.model).__name__} model; training runs on "
+                         f"{', '.join(f.name for f in families.FAMILIES)} base models")
     if gradient_checkpointing:
         checkpoint_blocks(patcher)
-    context, mask = read_context(context_path) if context_path is not None else (None, None)
-    base = Base(patcher, vae, device, dtype, context, mask, _config_metadata(dit_path))
+    base = Base(patcher, vae, device, dtype, None, None, _config_metadata(dit_path))
+    if context_path is not None:
+        base.context_tokens, base.context_mask = read_context(context_path, base.context_width)
     base.use(patcher)
     return base

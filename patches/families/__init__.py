@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from .. import core_compat
 from . import ltx2, ltxv, seedvr2, wan
-from .family import (ATTENTION, DIT_LOADER, INT8, LR_FEATURES, STEP_SIZE, TILING, VSR, Family,  # noqa: F401
-                     TilingRules, VAEFamily)
+from .family import (ATTENTION, CHECKPOINTING, DIT_LOADER, INT8, LR_FEATURES, STEP_SIZE, TILING, VSR,  # noqa: F401
+                     Family, TilingRules, VAEFamily)
 
 FAMILIES: tuple[Family, ...] = (ltxv.FAMILY, ltx2.FAMILY, wan.FAMILY, seedvr2.FAMILY)
 VAE_FAMILIES: tuple[VAEFamily, ...] = (ltxv.VAE, wan.VAE, seedvr2.VAE)

@@ -21,6 +21,7 @@ LR_FEATURES = "LR -> HR feature guidance (TurboLRPass / TurboApplyLRFeatures)"
 VSR = "video super-resolution (TurboVSRUpscale)"
 DIT_LOADER = "TurboDiTLoader"
 TILING = "TurboTiledModel"
+CHECKPOINTING = "gradient checkpointing (training --gradient-checkpointing)"
 
 
 @dataclass(frozen=True)
@@ -48,6 +49,14 @@ def _replace_plain(img, tokens):
     return tokens
 
 
+def _plain_latent(x):
+    return x
+
+
+def _no_conds(x) -> dict:
+    return {}
+
+
 @dataclass(frozen=True)
 class Family:
     name: str
@@ -65,6 +74,17 @@ class Family:
     # LTX-style caption embedding for "no prompt" (model -> conditioning list), where the family has one
     neutral_conditioning: Callable | None = None
     default_fusion_depths: tuple[float, ...] = ()  # relative block depths of Turbo2K's fusion blocks
+    # width of the (already text-encoded) caption context a DiT call takes, for "no prompt" and training
+    context_width: Callable | None = None  # diffusion_model -> int
+    # the video latent [B, C, T, H, W] inside what the diffusion model's forward gets as x
+    video_latent: Callable = _plain_latent
+    # extra conds an apply_model call made outside core's samplers must pass (x -> dict): training uses it
+    direct_call_conds: Callable = _no_conds
+    # how to give this family's model a plain video latent, for patches that need one (tiling, LR features)
+    video_only_hint: str = ""
+    # a block's submodules by role, for TurboQuantizeINT8's `layers` choice
+    attention_modules: tuple[str, ...] = ()
+    feed_forward_modules: tuple[str, ...] = ()
     tiling: TilingRules | None = None  # None: TurboTiledModel may cut at any latent cell
     notes: dict = field(default_factory=dict)
 

@@ -3,17 +3,22 @@ from __future__ import annotations
 
 import torch
 
-from .family import ATTENTION, DIT_LOADER, INT8, LR_FEATURES, STEP_SIZE, TILING, VSR, Family, VAEFamily
+from .family import ATTENTION, CHECKPOINTING, DIT_LOADER, INT8, LR_FEATURES, STEP_SIZE, TILING, VSR, Family, VAEFamily
 
 TURBO2K_FUSION_DEPTHS = (0 / 28, 7 / 28, 14 / 28, 21 / 28)  # Turbo2K's fusion blocks 0, 7, 14, 21 of 28
 
 
-def neutral_conditioning(model) -> list:
-    """'No prompt' for an LTX-Video DiT: one zero caption token with its attention mask."""
-    projection = getattr(model.model.diffusion_model, "caption_projection", None)
+def context_width(diffusion_model) -> int:
+    """T5-XXL's width as the DiT's caption projection takes it (4096)."""
+    projection = getattr(diffusion_model, "caption_projection", None)
     if projection is None:
         raise ValueError("model: this LTX-Video DiT has no caption projection; connect 'positive' conditioning")
-    width = projection.linear_1.weight.shape[1]
+    return int(projection.linear_1.weight.shape[1])
+
+
+def neutral_conditioning(model) -> list:
+    """'No prompt' for an LTX-Video DiT: one zero caption token with its attention mask."""
+    width = context_width(model.model.diffusion_model)
     return [[torch.zeros(1, 1, width), {"attention_mask": torch.ones(1, 1, dtype=torch.long)}]]
 
 
@@ -26,9 +31,12 @@ FAMILY = Family(
     head_dim="dim_head",
     width="inner_dim",
     time_embedding="diffusion_model.adaln_single.emb",
-    capabilities=frozenset({ATTENTION, INT8, STEP_SIZE, LR_FEATURES, VSR, DIT_LOADER, TILING}),
+    capabilities=frozenset({ATTENTION, INT8, STEP_SIZE, LR_FEATURES, VSR, DIT_LOADER, TILING, CHECKPOINTING}),
     neutral_conditioning=neutral_conditioning,
     default_fusion_depths=TURBO2K_FUSION_DEPTHS,
+    context_width=context_width,
+    attention_modules=("attn1", "attn2"),
+    feed_forward_modules=("ff",),
 )
 
 # LTX-Video and LTX-2 share core's VideoVAE (comfy/ldm/lightricks/vae): causal convs that pad by repeating

@@ -13,6 +13,8 @@ FAMILY = Family(
     width="dim",
     time_embedding="diffusion_model.time_embedding",
     capabilities=frozenset({ATTENTION, INT8, STEP_SIZE, TILING}),
+    attention_modules=("self_attn", "cross_attn"),
+    feed_forward_modules=("ffn",),
 )
 
 # Wan's VAE runs causal 3D convs with a frame cache in both directions: clips are 1 + 4k frames

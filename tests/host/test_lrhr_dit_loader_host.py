@@ -190,29 +190,29 @@ def test_lrhr_dit_loader_weight_dtype_sets_the_parameter_dtype(comfy, files, cap
 
 
 def test_lrhr_dit_loader_int8_option_and_int8_file(comfy, files, captured):
-    int8_linear = pack(comfy, "patches.int8_linear")
+    int8_files, is_int8 = pack(comfy, "patches.int8.files"), pack(comfy, "patches.int8.quantize").is_quantized
     plain = run(comfy, captured, ksampler_prompt(unet_loader(files["dit"])))
     quantized = run(comfy, captured, ksampler_prompt(loader(files["bundle_random"], int8="per_channel")))
     model = captured["model"]
     layer = model.get_model_object("diffusion_model.transformer_blocks.1.attn2.to_out.0")
-    assert isinstance(layer, int8_linear.Int8Linear) and layer.is_int8 and layer.weight_scale.shape == (64, 1)
+    assert is_int8(layer) and layer.state_dict()["weight_scale"].shape == (64, 1)
     error = float((quantized - plain).norm() / plain.norm())
     assert 0 < error < 3e-2
     int8_name = "ditloader_int8_bundle.safetensors"
-    int8_linear.save_quantized(model, str(files["dit_folder"] / "ditloader_int8_plain.safetensors"))
+    int8_files.save_quantized(model, str(files["dit_folder"] / "ditloader_int8_plain.safetensors"))
     save_dit_bundle(files["dit_folder"] / int8_name, files["dit_folder"] / "ditloader_int8_plain.safetensors",
                     [files["adapter_folder"] / files["fusion_random"]])
     from_file = run(comfy, captured, ksampler_prompt(loader(int8_name)))
     layer = captured["model"].model.diffusion_model.transformer_blocks[1].attn2.to_out[0]
-    assert isinstance(layer, int8_linear.Int8Linear) and layer.is_int8  # loaded as INT8, no object patch
+    assert is_int8(layer)  # loaded as INT8
     torch.testing.assert_close(from_file, quantized, rtol=0, atol=1e-5)
     dit_loader = pack(comfy, "patches.dit_loader")
     assert dit_loader.model_adapter(captured["model"], "fusion_blocks", "adapter")[1].startswith(int8_name)
 
 
 @pytest.mark.parametrize("case,message", [
-    ("wan", "unet_name: 'tiny_wan21_t2v.safetensors' holds a Wan DiT (WAN21_T2V), not an LTX-Video DiT; "
-            "TurboDiTLoader loads LTX-Video DiTs with TurboVideo adapters. Load this file with UNETLoader"),
+    ("wan", "unet_name: 'tiny_wan21_t2v.safetensors' holds a Wan DiT (WAN21_T2V), not an LTX-Video or LTX-2 DiT; "
+            "TurboDiTLoader loads LTX-Video or LTX-2 DiTs with TurboVideo adapters. Load this file with UNETLoader"),
     ("wide_fusion", "fusion_adapter: ditloader_bundle_wide_fusion.safetensors (embedded fusion adapter) is a fusion "
                     "adapter for width 128, but the DiT in 'ditloader_bundle_wide_fusion.safetensors' has width 64; "
                     "pick the fusion adapter made for this DiT or set fusion_adapter to 'none'"),

@@ -33,6 +33,62 @@ class TurboTestConditioning:
         return ([[embedding, extra]],)
 
 
+def core_runs_ltx2_connectors() -> bool:
+    """Core 0.29 runs LTX-2's text connectors inside the DiT (LTXAVModel.preprocess_text_embeds) for
+    conditioning marked `unprocessed_ltxav_embeds`; core 0.8.0 runs them in the text encoder."""
+    from turbovideo.patches.core_compat import ltxav_dit_has_text_connectors  # the pack under its test alias
+
+    return ltxav_dit_has_text_connectors()
+
+
+class TurboTestLTX2Conditioning:
+    """Random LTX-2 text-encoder output in the form this host's Gemma encoder gives it: on core 0.29 the
+    projected Gemma states (width `unprocessed_width`, marked unprocessed_ltxav_embeds, the DiT's connectors
+    run on them); on 0.8.0 the connector outputs (width `processed_width` = [video | audio]). No attention
+    mask (core's encoder passes none); frame_rate as LTXVConditioning sets it."""
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {
+                "tokens": ("INT", {"default": 7, "min": 1, "max": 512}),
+                "unprocessed_width": ("INT", {"default": 3840, "min": 1, "max": 8192}),
+                "processed_width": ("INT", {"default": 7680, "min": 1, "max": 16384}),
+                "seed": ("INT", {"default": 0, "min": 0, "max": 2**31}),
+                "frame_rate": ("FLOAT", {"default": 25.0, "min": 1.0, "max": 120.0}),
+            }
+        }
+
+    RETURN_TYPES = ("CONDITIONING",)
+    FUNCTION = "make"
+    CATEGORY = "_for_testing"
+
+    def make(self, tokens, unprocessed_width, processed_width, seed, frame_rate):
+        generator = torch.Generator().manual_seed(seed)
+        if core_runs_ltx2_connectors():
+            embedding = torch.randn(1, tokens, unprocessed_width, generator=generator)
+            return ([[embedding, {"unprocessed_ltxav_embeds": True, "frame_rate": frame_rate}]],)
+        embedding = torch.randn(1, tokens, processed_width, generator=generator)
+        return ([[embedding, {"frame_rate": frame_rate}]],)
+
+
+class TurboTestNeutralConditioning:
+    """The model family's 'no prompt' conditioning (patches/families), as TurboVSRUpscale uses it."""
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"model": ("MODEL",)}}
+
+    RETURN_TYPES = ("CONDITIONING",)
+    FUNCTION = "make"
+    CATEGORY = "_for_testing"
+
+    def make(self, model):
+        from turbovideo.patches.vsr_upscale import neutral_conditioning  # the pack under its test alias
+
+        return (neutral_conditioning(model),)
+
+
 class TurboTestCapture:
     """Stores its input under `key` in CAPTURED; an output node so the graph runs up to it."""
 
@@ -102,6 +158,8 @@ class TurboTestBlockProbe:
     def patch(self, model):
         def probe(args, extra):
             CAPTURED["block_probe_extra_keys"] = sorted(extra)
+            CAPTURED["block_probe_args_keys"] = sorted(args)
+            CAPTURED["block_probe_options_keys"] = sorted(args.get("transformer_options", {}))
             return extra["original_block"](args)
 
         patched = model.clone()
@@ -136,11 +194,20 @@ class TurboTestLatentSource(TurboTestImageSource):
         return ({"samples": SOURCES[key]},)
 
 
+class TurboTestMaskSource(TurboTestImageSource):
+    """Outputs SOURCES[key] as a MASK."""
+
+    RETURN_TYPES = ("MASK",)
+
+
 TEST_NODES = {
     "TurboTestImageSource": TurboTestImageSource,
     "TurboTestLatentSource": TurboTestLatentSource,
+    "TurboTestMaskSource": TurboTestMaskSource,
     "TurboTestInterruptAfter": TurboTestInterruptAfter,
     "TurboTestBlockProbe": TurboTestBlockProbe,
     "TurboTestConditioning": TurboTestConditioning,
+    "TurboTestLTX2Conditioning": TurboTestLTX2Conditioning,
+    "TurboTestNeutralConditioning": TurboTestNeutralConditioning,
     "TurboTestCapture": TurboTestCapture,
 }

@@ -26,6 +26,10 @@ FAMILIES = {
     "wan": {"dit": "wan_dit", "width": 128, "mask": False, "time_embedding": "diffusion_model.time_embedding",
             "latent": {"class_type": "EmptyHunyuanLatentVideo",
                        "inputs": {"width": 32, "height": 32, "length": 5, "batch_size": 1}}},
+    # LTX-2 (video width 16): the step size goes into the video stream's time embedding; video-only and with
+    # an audio latent (LTXVConcatAVLatent)
+    "ltx2": {"dit": "ltx2_dit", "width": 16, "audio": False, "time_embedding": "diffusion_model.adaln_single.emb"},
+    "ltx2_av": {"dit": "ltx2_dit", "width": 16, "audio": True, "time_embedding": "diffusion_model.adaln_single.emb"},
 }
 
 
@@ -68,16 +72,18 @@ def step_sizes_seen(comfy, monkeypatch):
 
 def shortcut_prompt(tiny_models, family, adapter=None, sampler="shortcut", seed=7, capture_model=False):
     spec = FAMILIES[family]
-    prompt = {
-        "unet": {"class_type": "UNETLoader",
-                 "inputs": {"unet_name": tiny_models[spec["dit"]], "weight_dtype": "default"}},
-        "pos": graphs.conditioning_node(0, spec["mask"]),
-        "latent": spec["latent"],
+    if family.startswith("ltx2"):
+        prompt = graphs.ltx2_nodes(tiny_models[spec["dit"]], audio=spec["audio"])
+    else:
+        prompt = {"unet": {"class_type": "UNETLoader",
+                           "inputs": {"unet_name": tiny_models[spec["dit"]], "weight_dtype": "default"}},
+                  "pos": graphs.conditioning_node(0, spec["mask"]), "latent": spec["latent"]}
+    prompt.update({
         "sigmas": {"class_type": "TurboShortcutSigmas",
                    "inputs": {"steps": STEPS, "shift_mode": "manual", "shift": SHIFT}},
         "sampler": ({"class_type": "TurboShortcutSampler", "inputs": {}} if sampler == "shortcut" else
                     {"class_type": "KSamplerSelect", "inputs": {"sampler_name": sampler}}),
-    }
+    })
     model = ["unet", 0]
     if adapter is not None:
         prompt["shortcut"] = {"class_type": "TurboShortcutModel", "inputs": {"model": model, "adapter": adapter}}
@@ -95,6 +101,8 @@ def run_latent(comfy, captured, prompt, fresh=True):
     result = comfy.run(prompt, keep_cache=not fresh)
     assert result.ok, result.describe()
     latent = captured["latent"]["samples"]
+    if getattr(latent, "is_nested", False):  # LTX-2 audio-video: video and audio in one vector
+        latent = torch.cat([part.flatten() for part in latent.unbind()])
     assert torch.isfinite(latent).all() and latent.std() > 0
     return latent
 

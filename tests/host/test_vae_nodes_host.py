@@ -1,10 +1,18 @@
-"""TurboVAEEncode / TurboVAEDecode / TurboVAEDecodeToVideo in real graphs on the tiny LTX and Wan VAEs.
+"""TurboVAEEncode / TurboVAEDecode / TurboVAEDecodeToVideo in real graphs on the tiny LTX-Video, LTX-2,
+LTX-2.3 and Wan VAEs.
 
 Chunked and tiled results are compared with the core VAEDecode / VAEEncode on the same inputs in the
 same graph: mean absolute difference <= 1e-2 (pixels in [0, 1]; latents relative to their mean
-magnitude). The tiny random VAEs see far: the LTX decoder 4-5 latent frames (and ~4 latent pixels)
-each way, the causal LTX encoder 5 back, the causal Wan VAE ~22 back, so the overlaps here cover
-that, and the inputs are smooth random videos whose decodes are checked to be far from constant.
+magnitude). The LTX-2 decoder is timestep-conditioned and core adds fresh noise to the latent at every
+decode call (0.025 of a unit normal, unseeded), so two whole decodes of one latent already differ by a
+noise floor N; there the bound is 1e-2 + N, N measured on the same latent (test_ltx2_vae_host.py checks
+1e-2 with that noise set to zero), and tests that need one call to equal another fix core's draw per
+call (`repeatable_decode_noise`).
+
+The tiny random VAEs see far: the LTX decoder 4-5 latent frames (and ~4 latent pixels) each way, the
+causal LTX encoder 5 back, the LTX-2 / 2.3 encoders (compress_*_res stages) ~10 back and ~6 latent pixels
+around, the causal Wan VAE ~22 back, so the overlaps here cover that, and the inputs are smooth random
+videos whose decodes are checked to be far from constant.
 A pointwise stand-in VAE (exact under any cut) checks the bookkeeping itself to 1e-6.
 """
 import sys
@@ -14,11 +22,13 @@ import pytest
 import torch
 
 from host import graphs
+from host.ltx2_vae_support import noise_floor, repeatable_decode_noise, require_host_support  # noqa: F401 (fixture)
 from host.test_only_nodes import SOURCES
 
 pytestmark = pytest.mark.host
 
 TOLERANCE = 1e-2
+LTX_FAMILIES = ("ltxv", "ltx2", "ltx2_base8", "ltx23")
 
 
 @pytest.fixture(scope="module")
@@ -34,10 +44,13 @@ def smooth_video(frames, size, seed, knots=9):
 
 
 def vae_nodes(models, family):
-    if family == "ltxv":
-        return {"ckpt": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": models["ltxv_checkpoint"]}}}, [
-            "ckpt", 2]
-    return {"vae": {"class_type": "VAELoader", "inputs": {"vae_name": models["wan_vae"]}}}, ["vae", 0]
+    """The loader of a family's tiny VAE: checkpoints (whose metadata core 0.8.0 reads) or VAELoader."""
+    require_host_support(family)
+    if family in ("ltxv", "ltx2"):
+        return {"ckpt": {"class_type": "CheckpointLoaderSimple", "inputs": {
+            "ckpt_name": models[f"{family}_checkpoint"]}}}, ["ckpt", 2]
+    name = models["wan_vae" if family == "wan" else f"{family}_vae"]
+    return {"vae": {"class_type": "VAELoader", "inputs": {"vae_name": name}}}, ["vae", 0]
 
 
 def chunk_widgets(budget=0, frames=0, overlap=24, tile=0, tile_overlap=64):
@@ -56,6 +69,7 @@ def encode_both(comfy, captured, models, family, video, frame_count="error", **w
     """Core VAEEncode and TurboVAEEncode of the same frames, plus both decoded by core VAEDecode."""
     SOURCES["video"] = video
     prompt, vae = vae_nodes(models, family)
+    prompt.update(graphs.capture(vae, "vae"))
     prompt["video"] = {"class_type": "TurboTestImageSource", "inputs": {"key": "video"}}
     prompt["core"] = {"class_type": "VAEEncode", "inputs": {"pixels": ["video", 0], "vae": vae}}
     prompt["turbo"] = {"class_type": "TurboVAEEncode", "inputs": {
@@ -70,6 +84,7 @@ def encode_both(comfy, captured, models, family, video, frame_count="error", **w
 def decode_both(comfy, captured, models, family, latent, **widgets):
     SOURCES["latent"] = latent
     prompt, vae = vae_nodes(models, family)
+    prompt.update(graphs.capture(vae, "vae"))
     prompt["latent"] = {"class_type": "TurboTestLatentSource", "inputs": {"key": "latent"}}
     prompt["core"] = {"class_type": "VAEDecode", "inputs": {"samples": ["latent", 0], "vae": vae}}
     prompt["turbo"] = {"class_type": "TurboVAEDecode", "inputs": {
@@ -87,7 +102,7 @@ def assert_healthy(pixels):
 
 def random_latent(family, frames, size, seed=0):
     """Unit-normal latents (what a sampler returns); both tiny VAEs decode them to a healthy spread."""
-    channels, factor, scale = (128, 8, 32) if family == "ltxv" else (16, 4, 8)
+    channels, factor, scale = (128, 8, 32) if family in LTX_FAMILIES else (16, 4, 8)
     shape = (1, channels, 1 + (frames - 1) // factor, size // scale, size // scale)
     return torch.randn(shape, generator=torch.Generator().manual_seed(seed))
 
@@ -98,18 +113,26 @@ CASES = {  # family, frames, size, widgets: (chunks, tiles) they make
     "ltxv_temporal": ("ltxv", 129, 64, dict(frames=73, overlap=48)),  # 17 latents: 3 chunks of 10, overlap 6
     "ltxv_spatial": ("ltxv", 1, 512, dict(tile=384, tile_overlap=256)),  # 16x16 latents: 2x2 tiles of 12
     "wan_temporal": ("wan", 129, 16, dict(frames=109, overlap=92)),  # 33 latents: 2 chunks of 28, overlap 23
+    # the tiny LTX-2 / 2.3 encoders (compress_*_res stages) look ~10 latent frames back: 2 chunks of 14, overlap 11
+    "ltx2_temporal": ("ltx2", 129, 64, dict(frames=105, overlap=88)),
+    "ltx2_spatial": ("ltx2", 1, 512, dict(tile=384, tile_overlap=256)),
+    "ltx2_base8_temporal": ("ltx2_base8", 129, 64, dict(frames=105, overlap=88)),
+    "ltx23_temporal": ("ltx23", 129, 64, dict(frames=105, overlap=88)),
+    "ltx23_spatial": ("ltx23", 1, 512, dict(tile=384, tile_overlap=256)),
 }
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_chunked_decode_matches_whole_decode(host, captured, tiny_models, case):
     family, frames, size, widgets = CASES[case]
-    out = decode_both(host, captured, tiny_models, family, random_latent(family, frames, size), **widgets)
+    latent = random_latent(family, frames, size)
+    out = decode_both(host, captured, tiny_models, family, latent, **widgets)
     core, turbo = out["core"], out["turbo"]
     assert_healthy(core)
     assert turbo.shape == core.shape == (frames, size, size, 3)
+    floor = noise_floor(out["vae"], latent, family)
     difference = (turbo - core).abs().mean().item()
-    assert difference <= TOLERANCE, difference
+    assert difference <= TOLERANCE + floor, (difference, floor)
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
@@ -121,13 +144,15 @@ def test_chunked_encode_matches_whole_encode(host, captured, tiny_models, case):
     relative = ((turbo - core).abs().mean() / core.abs().mean()).item()
     assert relative <= TOLERANCE, relative
     assert_healthy(out["core_px"])
+    floor = noise_floor(out["vae"], core, family)
     pixel_difference = (out["turbo_px"] - out["core_px"]).abs().mean().item()
-    assert pixel_difference <= TOLERANCE, pixel_difference
+    assert pixel_difference <= TOLERANCE + floor, (pixel_difference, floor)
 
 
-@pytest.mark.parametrize("family", ["ltxv", "wan"])
+@pytest.mark.parametrize("family", ["ltxv", "wan", "ltx2", "ltx23"])
+@pytest.mark.usefixtures("repeatable_decode_noise")
 def test_single_chunk_equals_the_whole_call(host, captured, tiny_models, family):
-    frames, size = (17, 64) if family == "ltxv" else (9, 16)
+    frames, size = (17, 64) if family in LTX_FAMILIES else (9, 16)
     out = encode_both(host, captured, tiny_models, family, smooth_video(frames, size, seed=2))  # budget 0: auto
     assert torch.allclose(out["turbo"]["samples"], out["core"]["samples"], atol=1e-6, rtol=0)
     decoded = decode_both(host, captured, tiny_models, family, out["core"]["samples"])
@@ -150,9 +175,10 @@ def test_bad_frame_count_names_the_count_and_the_nearest_valid_counts(host, capt
     assert "pixels: 20 frames" in message and "17 and 25" in message and "'pad'" in message, message
 
 
-@pytest.mark.parametrize("family", ["ltxv", "wan"])
+@pytest.mark.parametrize("family", ["ltxv", "wan", "ltx2", "ltx23"])
+@pytest.mark.usefixtures("repeatable_decode_noise")
 def test_pad_decodes_back_to_exactly_the_frames_given(host, captured, tiny_models, family):
-    frames, size, factor = (20, 64, 8) if family == "ltxv" else (11, 16, 4)  # neither is 1 + f k
+    frames, size, factor = (20, 64, 8) if family in LTX_FAMILIES else (11, 16, 4)  # neither is 1 + f k
     below = 1 + factor * ((frames - 1) // factor)
     above = below + factor
     video = smooth_video(frames, size, seed=4)
@@ -196,20 +222,23 @@ def read_frames(path):
         return torch.stack([torch.from_numpy(f.to_ndarray(format="rgb24")) for f in container.decode(video=0)])
 
 
-def test_streamed_video_feeds_core_save_video(host, captured, tiny_models):
-    SOURCES["latent"] = random_latent("ltxv", 33, 64, seed=5)
-    prompt, vae = vae_nodes(tiny_models, "ltxv")
+@pytest.mark.parametrize("family", ["ltxv", "ltx2"])
+@pytest.mark.usefixtures("repeatable_decode_noise")
+def test_streamed_video_feeds_core_save_video(host, captured, tiny_models, family):
+    SOURCES["latent"] = random_latent(family, 33, 64, seed=5)
+    prompt, vae = vae_nodes(tiny_models, family)
     prompt["latent"] = {"class_type": "TurboTestLatentSource", "inputs": {"key": "latent"}}
     prompt.update(to_video_nodes(vae, ["latent", 0], frames=17, overlap=8))  # 5 latents: 2 chunks of 3
     prompt["images"] = {"class_type": "TurboVAEDecode", "inputs": {
         "samples": ["latent", 0], "vae": vae, **chunk_widgets(frames=17, overlap=8)}}
     prompt["save"] = {"class_type": "SaveVideo", "inputs": {
-        "video": ["to_video", 0], "filename_prefix": "turbo_vae_test/clip", "format": "auto", "codec": "auto"}}
+        "video": ["to_video", 0], "filename_prefix": f"turbo_vae_test_{family}/clip", "format": "auto",
+        "codec": "auto"}}
     prompt.update(graphs.capture(["to_video", 0], "video"))
     prompt.update(graphs.capture(["images", 0], "images"))
     out = run_ok(host, captured, prompt)
     assert out["video"].get_frame_count() == 33 and out["video"].get_dimensions() == (64, 64)
-    saved = sorted((host.work_dir / "output" / "turbo_vae_test").glob("clip_*.mp4"))
+    saved = sorted((host.work_dir / "output" / f"turbo_vae_test_{family}").glob("clip_*.mp4"))
     assert len(saved) == 1, saved
     frames = read_frames(saved[0]).float() / 255.0
     assert frames.shape == (33, 64, 64, 3)

@@ -6,7 +6,7 @@ families a host lacks (SeedVR2 before ComfyUI 0.29) are left out.
 """
 import pathlib
 
-from . import ltx2, ltxv, seedvr2, wan
+from . import ltx2, ltx2_vae, ltxv, seedvr2, wan
 
 
 def write_all(models_dir: pathlib.Path) -> dict:
@@ -18,6 +18,16 @@ def write_all(models_dir: pathlib.Path) -> dict:
         "ltxv_checkpoint": ltxv.write_checkpoint(models_dir / "checkpoints" / "tiny_ltxv.safetensors"),
         "ltx2_dit": ltx2.write_dit(models_dir / "diffusion_models" / "tiny_ltx2_19b_dit.safetensors"),
         "ltx2_checkpoint": ltx2.write_checkpoint(models_dir / "checkpoints" / "tiny_ltx2_19b.safetensors"),
+        "ltx23_dit": ltx2.write_dit(models_dir / "diffusion_models" / "tiny_ltx23_dit.safetensors",
+                                    ltx2.TRANSFORMER_23, seed=15),
+        "ltx2_dit_d64": ltx2.write_dit(models_dir / "diffusion_models" / "tiny_ltx2_19b_dit_d64.safetensors",
+                                       ltx2.TRANSFORMER_19B_D64, seed=14),
+        "ltx2_upsampler": ltx2.write_upsampler(models_dir / "latent_upscale_models" /
+                                               "tiny_ltx2_spatial_upscaler_x2.safetensors"),
+        # core 0.29 only (0.8.0's VAELoader reads no metadata and its VideoVAE has no base widths)
+        "ltx2_base8_vae": ltx2_vae.write_vae(models_dir / "vae" / "tiny_ltx2_19b_vae_base8.safetensors",
+                                             ltx2_vae.LTX2_VAE_BASE8_CONFIG),
+        "ltx23_vae": ltx2_vae.write_vae(models_dir / "vae" / "tiny_ltx23_vae.safetensors", ltx2_vae.LTX23_VAE_CONFIG),
         "wan_dit": wan.write_dit(models_dir / "diffusion_models" / "tiny_wan21_t2v.safetensors"),
         "wan_vae": wan.write_vae(models_dir / "vae" / "tiny_wan21_vae.safetensors"),
     }

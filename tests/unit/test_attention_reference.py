@@ -139,11 +139,12 @@ def test_flop_fraction_tracks_topk():
             assert kept <= fraction <= kept + 0.05, (length, topk, fraction)
 
 
-def test_dispatcher_runs_every_backend_on_the_torch_path():
-    q, k, v = qkv(generator("dispatch"), 150, 150, 128)
+@pytest.mark.parametrize("implementation", ["torch", "reference"])
+def test_dispatcher_runs_every_backend_on_the_torch_paths(implementation):
+    q, k, v = qkv(generator("dispatch", implementation), 150, 150, 128)
     expected = exact64(q, k, v)
     for backend in attention.BACKENDS:
-        out = attention.attention(q, k, v, backend, topk=1.0, implementation="torch")
+        out = attention.attention(q, k, v, backend, topk=1.0, implementation=implementation)
         assert out.shape == q.shape and cos_and_rel(out, expected)[0] >= 0.999, backend
 
 

@@ -11,7 +11,7 @@ import sys
 import pytest
 import torch
 import turbovideo.kernels as kernels_package
-from turbovideo.kernels import attention
+from turbovideo.kernels import attention, attention_torch
 from turbovideo.kernels import attention_reference as ref
 from unit.test_attention_cases import (
     block_sparse64,
@@ -109,15 +109,31 @@ def _spy(monkeypatch, module, name) -> list:
     return calls
 
 
-@pytest.mark.parametrize("backend,name", [("sage", "sage_attention"), ("sla", "sla_attention")])
-def test_dispatcher_picks_triton_on_cuda_else_torch(monkeypatch, backend, name):
+@pytest.mark.parametrize("backend,name,fast", [("sage", "sage_attention", "exact"),
+                                               ("sla", "sla_attention", "sla_attention")])
+def test_dispatcher_runs_torch_off_cuda_and_triton_when_asked(monkeypatch, backend, name, fast):
     triton_calls = _spy(monkeypatch, sage_triton if backend == "sage" else sla_triton, name)
-    torch_calls = _spy(monkeypatch, ref, name)
+    torch_calls, reference_calls = _spy(monkeypatch, attention_torch, fast), _spy(monkeypatch, ref, name)
     q, k, v = qkv(generator("auto", backend), 64, 64, 64)
-    attention.attention(q, k, v, backend, topk=1.0)
-    assert (len(triton_calls), len(torch_calls)) == ((1, 0) if q.is_cuda else (0, 1))
+    attention.attention(q.cpu(), k.cpu(), v.cpu(), backend, topk=1.0)
+    assert (len(triton_calls), len(torch_calls), len(reference_calls)) == (0, 1, 0)
     attention.attention(q, k, v, backend, topk=1.0, implementation="triton")
-    assert len(triton_calls) == (2 if q.is_cuda else 1)
+    assert len(triton_calls) == 1
+
+
+@pytest.mark.parametrize("backend,name", [("sage", "sage_attention"), ("sagesla", "sla_attention")])
+def test_auto_on_cuda_measures_triton_against_torch_once(monkeypatch, backend, name):
+    monkeypatch.setattr(attention, "uses_triton", lambda q, implementation="auto": True)  # as on CUDA
+    monkeypatch.setattr(attention, "FASTEST", attention.Fastest())
+    triton_calls = _spy(monkeypatch, sage_triton if backend == "sage" else sla_triton, name)
+    q, k, v = qkv(generator("measure", backend), 200, 200, 64)
+    first = attention.attention(q, k, v, backend, topk=0.5)
+    assert len(triton_calls) >= 2  # measured on the real input
+    (chosen,) = attention.FASTEST._chosen.values()
+    assert chosen in ("triton", "torch")
+    triton_calls.clear()
+    again = attention.attention(q, k, v, backend, topk=0.5)
+    assert len(triton_calls) == (chosen == "triton") and torch.equal(first, again)
 
 
 def test_dispatcher_imports_and_falls_back_without_triton(monkeypatch):

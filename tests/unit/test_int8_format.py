@@ -1,4 +1,5 @@
 """INT8 checkpoint formats: TurboVideo's own and the reader for TurboDiffusion's `-quant` layout."""
+import json
 import zlib
 
 import pytest
@@ -70,4 +71,77 @@ def test_validate_own_format_and_metadata():
         int8_format.validate(state)
     meta = int8_format.metadata(torch.bfloat16, "per_channel")
     assert int8_format.is_turbovideo_int8(meta) and int8_format.compute_dtype(meta) == torch.bfloat16
+    assert meta["turbovideo_version"] == "2"
     assert int8_format.compute_dtype(None) is None and not int8_format.is_turbovideo_int8({})
+
+
+def _entries(prefix, shape, granularity, gen):
+    q, scale = ref.quantize(torch.randn(shape, generator=gen), granularity)
+    return int8_format.file_entries(prefix, q, scale)
+
+
+def test_file_entries_are_core_native_per_channel_and_tagged_blocks():
+    gen = _gen("entries")
+    rows = _entries("blocks.0.ffn.0", (300, 200), "per_channel", gen)
+    assert rows["blocks.0.ffn.0.weight"].dtype == torch.int8 and rows["blocks.0.ffn.0.weight_scale"].shape == (300, 1)
+    tag = rows["blocks.0.ffn.0.comfy_quant"]
+    assert tag.dtype == torch.uint8 and json.loads(bytes(tag.tolist())) == {"format": "int8_tensorwise"}
+    blocks = _entries("b", (300, 200), "block128", gen)
+    assert blocks["b.weight_scale"].shape == (3, 2)
+    assert json.loads(bytes(blocks["b.comfy_quant"].tolist()))["format"] == int8_format.BLOCK128_FORMAT
+    assert "TurboLoadQuantized" in int8_format.BLOCK128_FORMAT  # what core's KeyError will show
+    assert int8_format.layer_kinds({**rows, **blocks}) == {"b": "block128", "blocks.0.ffn.0": "per_channel"}
+
+
+def test_reads_native_files_of_other_tools_and_version_1():
+    gen = _gen("other tools")
+    w = torch.randn(70, 40, generator=gen)
+    scale = w.abs().max() / 127
+    native = {"l.weight": torch.round(w / scale).to(torch.int8), "l.weight_scale": scale.float(),
+              "l.comfy_quant": int8_format.comfy_quant("int8_tensorwise"), "l.bias": torch.zeros(70)}
+    assert int8_format.layer_kinds(native) == {"l": "per_tensor"}
+    internal = int8_format.internal_state(native)
+    assert "l.comfy_quant" not in internal and internal["l.weight_scale"].shape == (70, 1)
+    assert torch.equal(ref.dequantize(internal["l.weight"], internal["l.weight_scale"]),
+                       native["l.weight"].float() * scale)
+    q, rows = ref.quantize_rows(w)
+    version1 = {"l.weight": q, "l.weight_scale": rows}
+    assert int8_format.layer_kinds(version1) == {"l": "per_channel"}
+    native = int8_format.native_state(version1)
+    assert json.loads(bytes(native["l.comfy_quant"].tolist())) == {"format": "int8_tensorwise"}
+    with pytest.raises(ValueError, match="128x128-block"):
+        int8_format.native_state(_entries("b", (300, 200), "block128", gen))
+
+
+@pytest.mark.parametrize("config,message", [
+    ({"format": "int8_tensorwise", "convrot": True}, "ConvRot"),
+    ({"format": "int8_tensorwise", "params": {"convrot": True}}, "ConvRot"),
+    ({"format": "float8_e4m3fn"}, "'float8_e4m3fn' is not INT8; load this file with UNETLoader"),
+])
+def test_formats_the_pack_cannot_run_are_named(config, message):
+    q, scale = ref.quantize_rows(torch.randn(8, 8, generator=_gen(repr(config))))
+    tag = torch.tensor(list(json.dumps(config).encode()), dtype=torch.uint8)
+    with pytest.raises(ValueError, match=message):
+        int8_format.layer_kinds({"x.weight": q, "x.weight_scale": scale, "x.comfy_quant": tag})
+
+
+def test_wrong_shapes_and_tags_are_named():
+    gen = _gen("bad")
+    rows = _entries("a", (300, 200), "per_channel", gen)
+    rows["a.comfy_quant"] = int8_format.comfy_quant(int8_format.BLOCK128_FORMAT)
+    with pytest.raises(ValueError, match="tagged as 128x128 blocks"):
+        int8_format.layer_kinds(rows)
+    blocks = _entries("a", (300, 200), "block128", gen)
+    blocks["a.comfy_quant"] = int8_format.comfy_quant("int8_tensorwise")
+    with pytest.raises(ValueError, match=r"int8_tensorwise scale of shape \(3, 2\)"):
+        int8_format.layer_kinds(blocks)
+    with pytest.raises(ValueError, match="not a JSON"):
+        int8_format.layer_kinds({**rows, "a.comfy_quant": torch.tensor([255, 0], dtype=torch.uint8)})
+    with pytest.raises(ValueError, match="weight_scale is missing"):
+        tag = int8_format.comfy_quant("int8_tensorwise")
+        int8_format.layer_kinds({"a.weight": rows["a.weight"], "a.comfy_quant": tag})
+
+
+def test_float_dtype_counts_values():
+    state = {"a": torch.zeros(10, dtype=torch.bfloat16), "b": torch.zeros(3), "q": torch.zeros(100, dtype=torch.int8)}
+    assert int8_format.float_dtype(state) == torch.bfloat16 and int8_format.float_dtype({}) is None

@@ -1,4 +1,4 @@
-"""Fused norms: Triton kernels and torch reference against float64, plus the dispatcher.
+"""Norms: Triton kernels, torch's own norms and the reference against float64, plus the dispatcher.
 
 Without CUDA the Triton kernels run in the interpreter on CPU tensors (tests/conftest.py sets
 TRITON_INTERPRET=1). Tolerances: float32 output within 1e-5 of float64, scaled by the output's
@@ -13,7 +13,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 import turbovideo.kernels as kernels_package
-from turbovideo.kernels import norms, norms_reference
+from turbovideo.kernels import norms, norms_reference, norms_torch
 
 try:
     from turbovideo.kernels import norms_triton
@@ -74,7 +74,8 @@ def _scaled_error(y, expected) -> float:
 
 def _implementations():
     return [
-        pytest.param(norms_reference, id="torch"),
+        pytest.param(norms_reference, id="reference"),
+        pytest.param(norms_torch, id="torch"),
         pytest.param(norms_triton, id="triton", marks=needs_triton),
     ]
 
@@ -172,27 +173,42 @@ def _spy(monkeypatch, module, name) -> list:
     return calls
 
 
+@pytest.mark.parametrize("kind", ["rms", "layer"])
+def test_auto_runs_torchs_own_norm_off_cuda(monkeypatch, kind):
+    name = f"{kind}_norm"
+    torch_calls, reference_calls = _spy(monkeypatch, norms_torch, name), _spy(monkeypatch, norms_reference, name)
+    x = _rows((3, 64), _generator("auto", kind)).cpu()
+    _call(norms, kind, x, None, None)
+    assert (len(torch_calls), len(reference_calls)) == (1, 0)  # the reference is an oracle, never run
+
+
 @needs_triton
 @pytest.mark.parametrize("kind", ["rms", "layer"])
-def test_auto_picks_triton_on_cuda_else_torch(monkeypatch, kind):
+def test_auto_measures_triton_against_torch_once_per_key(monkeypatch, kind):
     name = f"{kind}_norm"
-    torch_calls = _spy(monkeypatch, norms_reference, name)
-    triton_calls = _spy(monkeypatch, norms_triton, name)
-    x = _rows((3, 64), _generator("auto", kind))
-    _call(norms, kind, x, None, None)
-    on_cuda = x.is_cuda
-    assert (len(triton_calls), len(torch_calls)) == ((1, 0) if on_cuda else (0, 1))
+    monkeypatch.setattr(norms, "triton_candidate", lambda x: True)  # as on CUDA, on CPU tensors
+    monkeypatch.setattr(norms, "FASTEST", norms.Fastest())
+    calls = {"torch": _spy(monkeypatch, norms_torch, name), "triton": _spy(monkeypatch, norms_triton, name)}
+    gen = _generator("measure", kind)
+    x = _rows((4, 3, 130), gen).cpu()
+    weight, bias = _params(130, True, kind == "layer", gen)
+    first = _call(norms, kind, x, weight.cpu(), None if bias is None else bias.cpu())
+    assert all(len(c) >= 2 for c in calls.values())  # both measured on the real input
+    (key, chosen), = norms.FASTEST._chosen.items()
+    for c in calls.values():
+        c.clear()
+    again = _call(norms, kind, x, weight.cpu(), None if bias is None else bias.cpu())
+    assert len(calls[chosen]) == 1 and sum(map(len, calls.values())) == 1
+    assert torch.equal(first, again) and _scaled_error(first, _float64_norm(kind, x, weight, bias)) <= FP32_TOL
 
 
-@needs_triton
-@pytest.mark.parametrize("backend", ["torch", "triton"])
+@pytest.mark.parametrize("backend", ["torch", pytest.param("triton", marks=needs_triton)])
 @pytest.mark.parametrize("kind", ["rms", "layer"])
 def test_explicit_backend_is_used(monkeypatch, backend, kind):
     name = f"{kind}_norm"
-    calls = {
-        "torch": _spy(monkeypatch, norms_reference, name),
-        "triton": _spy(monkeypatch, norms_triton, name),
-    }
+    calls = {"torch": _spy(monkeypatch, norms_torch, name), "reference": _spy(monkeypatch, norms_reference, name)}
+    if norms_triton is not None:
+        calls["triton"] = _spy(monkeypatch, norms_triton, name)
     gen = _generator("explicit", backend, kind)
     x = _rows((2, 3, 130), gen)
     weight, bias = _params(130, True, kind == "layer", gen)
@@ -212,10 +228,9 @@ class _FakeCudaTensor:
 
 
 @needs_triton
-def test_auto_on_cuda_selects_triton_unless_row_too_long():
-    assert norms._implementation(_FakeCudaTensor(768), "auto") is norms_triton
-    too_long = _FakeCudaTensor(norms_triton.MAX_N + 1)
-    assert norms._implementation(too_long, "auto") is norms_reference
+def test_triton_is_a_candidate_on_cuda_unless_row_too_long():
+    assert norms.triton_candidate(_FakeCudaTensor(768))
+    assert not norms.triton_candidate(_FakeCudaTensor(norms_triton.MAX_N + 1))
 
 
 def test_unknown_backend_is_rejected():

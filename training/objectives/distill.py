@@ -45,9 +45,8 @@ def _keeping_patch(store: dict, block: int, previous):
 def keeping_patcher(patcher, blocks, store: dict):
     """A clone of `patcher` that keeps the outputs of `blocks` (with their gradient) in `store` each call."""
     patched = patcher.clone()
-    replace = patched.model_options.get("transformer_options", {}).get("patches_replace", {}).get("dit", {})
     for block in blocks:  # chained to a patch already there (gradient checkpointing)
-        patch = _keeping_patch(store, block, replace.get(("double_block", block)))
+        patch = _keeping_patch(store, block, core_compat.block_patch(patched.model_options, block))
         patched.set_model_patch_replace(patch, "dit", "double_block", block)
     return patched
 

@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from ...models.fusion_blocks import FusionAdapter, save_fusion_adapter
+from ...patches import core_compat
 from ...patches import lr_features as lrf
 from ...samplers.shortcut_targets import draw_flow_sigmas
 from ..objective import Objective, flow_pair
@@ -25,17 +26,21 @@ def _ints(text: str) -> list[int]:
     return [int(part) for part in text.split(",") if part.strip()]
 
 
+def _blocks(text: str):
+    return lrf.AUTO_BLOCKS if text.strip().lower() == lrf.AUTO_BLOCKS else _ints(text)
+
+
 class FusionObjective(Objective):
     name = "fusion"
     help = "Turbo2K fusion blocks (TurboApplyLRFeatures): L_diff with the LR model's final-step features"
 
-    def __init__(self, base, hr_blocks, lr_blocks=None, mlp_ratio: float = 1.0, lr_sigma: float = 0.1,
-                 lr_scale: int = 2, shift: float = 3.0):
+    def __init__(self, base, hr_blocks=lrf.AUTO_BLOCKS, lr_blocks=None, mlp_ratio: float = 1.0,
+                 lr_sigma: float = 0.1, lr_scale: int = 2, shift: float = 3.0):
         super().__init__(base)
         family, model = lrf.lr_family(base.patcher, "--model")
         count, width = len(family.blocks_of(model)), family.width_of(model)
-        lrf.check_blocks(hr_blocks, count, "--hr-blocks")
-        lrf.check_blocks(lr_blocks or hr_blocks, count, "--lr-blocks")
+        hr_blocks = lrf.check_blocks(hr_blocks, count, "--hr-blocks", family)
+        lr_blocks = None if lr_blocks is None else lrf.check_blocks(lr_blocks, count, "--lr-blocks", family)
         if not 0.0 < lr_sigma < 1.0 or lr_scale < 1:
             raise ValueError(f"--lr-sigma must be in (0, 1) and --lr-scale >= 1, got {lr_sigma}, {lr_scale}")
         self.lr_sigma, self.lr_scale, self.shift = float(lr_sigma), int(lr_scale), float(shift)
@@ -45,8 +50,9 @@ class FusionObjective(Objective):
 
     @classmethod
     def add_arguments(cls, parser):
-        parser.add_argument("--hr-blocks", type=_ints, default=[0, 7, 14, 21],
-                            help="HR blocks that receive fused features (Turbo2K: 0,7,14,21 of 28)")
+        parser.add_argument("--hr-blocks", type=_blocks, default=lrf.AUTO_BLOCKS,
+                            help="HR blocks that receive fused features, or 'auto' (default): Turbo2K's 0,7,14,21 "
+                                 "of 28 at the model's depth (LTX-2's 48 blocks: 0,12,24,36)")
         parser.add_argument("--lr-blocks", type=_ints, default=None, help="LR blocks, paired (default: hr-blocks)")
         parser.add_argument("--mlp-ratio", type=float, default=1.0, help="fusion block MLP width ratio (0: none)")
         parser.add_argument("--lr-sigma", type=float, default=0.1, help="sigma of the LR pass's last step")
@@ -72,7 +78,8 @@ class FusionObjective(Objective):
         self.store.features.clear()
         sigma = torch.full((lr_x0.shape[0],), self.lr_sigma, device=self.device)
         x, _ = flow_pair(lr_x0, self.randn(lr_x0.shape), sigma)
-        self.base.velocity(self.capture, x, sigma, options={"sample_sigmas": torch.tensor([self.lr_sigma, 0.0])})
+        last_step = {core_compat.SAMPLE_SIGMAS: torch.tensor([self.lr_sigma, 0.0])}
+        self.base.velocity(self.capture, x, sigma, options=last_step)
         return lrf.LRFeatures(dict(self.store.features), self.store.grid, self.store.sigma, self.store.width,
                               self.store.num_blocks)
 

@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 
 from ...models.vsr_conditioner import VSRConditioner, save_vsr_conditioner
+from ...patches import families
 from ...patches import vsr_conditioning as vc
 from ...patches.vsr_upscale import RESIZE_METHODS, resize_frames
 from ...samplers.flow_shift import shift_sigmas
@@ -41,16 +42,14 @@ class VSRObjective(Objective):
     def __init__(self, base, scale: float = 4.0, shift: float = 3.0, init_scale: float = 0.01,
                  resize_method: str = "bicubic", lr_noise: float = 0.0, second_order: float = 1.0):
         super().__init__(base)
-        model = base.diffusion_model
-        if getattr(model, "patchify_proj", None) is None or not hasattr(model, "transformer_blocks"):
-            raise ValueError("--model: the VSR conditioner trains on an LTX-Video DiT")
+        family = families.require(base.patcher, families.VSR, "--model")
         if scale < 1 or resize_method not in RESIZE_METHODS or not 0.0 <= lr_noise < 1.0 or init_scale == 0.0:
             raise ValueError(f"--scale must be >= 1, --resize-method one of {RESIZE_METHODS}, --lr-noise in [0, 1) "
                              f"and --init-scale != 0 (0 is the exact-identity path, which has no gradient); got "
                              f"{scale}, {resize_method!r}, {lr_noise}, {init_scale}")
         self.scale, self.shift, self.resize_method, self.lr_noise = float(scale), float(shift), resize_method, lr_noise
         self.settings = degradation.DegradationSettings(second_order_prob=float(second_order))
-        self.conditioner = VSRConditioner(int(model.patchify_proj.weight.shape[0])).to(base.device)
+        self.conditioner = VSRConditioner(family.width_of(base.diffusion_model)).to(base.device)
         with torch.no_grad():
             self.conditioner.scale.fill_(init_scale)
         self.__dict__["steps"] = 0

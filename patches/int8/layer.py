@@ -1,4 +1,4 @@
-"""An INT8 Linear that keeps ComfyUI's ops contract, and the ways onto a MODEL.
+"""The pack's own INT8 Linear: ComfyUI 0.8's INT8 path, and block-128 weights on every core version.
 
 Int8Linear subclasses comfy.ops.manual_cast.Linear (so it is a CastWeightBiasOp). In INT8 mode
 .weight is an int8 Parameter [out, in] and the buffer .weight_scale holds per-channel [out, 1] or
@@ -11,28 +11,28 @@ Int8Linear subclasses comfy.ops.manual_cast.Linear (so it is a CastWeightBiasOp)
   moves the int8 weight to the input's device, dequantizes, applies those functions, F.linear.
 - Otherwise forward is the W8A8 layer of kernels.int8 (Triton on CUDA, oneDNN on x86 CPUs, the
   oneDNN weight prepacked once per weight).
-A Linear whose weight is not int8 behaves exactly like comfy's manual_cast Linear, which is what
-Int8Ops (custom_operations for loading quantized checkpoints) relies on.
+Its state dict is the file format of models/int8_format (per-channel layers in core's native INT8
+layout, block layers tagged so that core refuses them), so whatever saves it (TurboSaveQuantized or
+core's own model-save nodes) writes a file no core loader reads wrongly. It loads that format, the pack's
+version-1 files and per-tensor scales (models/int8_format.internal_state). A Linear whose weight is not
+int8 behaves exactly like comfy's manual_cast Linear, which is what Int8Ops relies on.
 """
 from __future__ import annotations
 
 import weakref
 
-import comfy.model_management
 import comfy.ops
-import comfy.utils
 import torch
 import torch.nn.functional as F
 
-from ..kernels import int8 as int8_kernels
-from ..kernels.int8_reference import GRANULARITIES, expand_block_scale, is_block_scale
-from ..models import int8_format
-from . import families
+from ...kernels import int8 as int8_kernels
+from ...kernels.int8_reference import expand_block_scale, is_block_scale
+from ...models import int8_format
 
-LAYER_CHOICES = ("all", "attention", "feed_forward")
+SCALE_KEY, QUANT_KEY = int8_format.SCALE_SUFFIX[1:], int8_format.QUANT_SUFFIX[1:]
 
 
-def _dequantize(q: torch.Tensor, scale: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+def dequantize(q: torch.Tensor, scale: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     scale = scale.to(q.device, torch.float32)
     if is_block_scale(q, scale):
         scale = expand_block_scale(scale, *q.shape)
@@ -80,7 +80,7 @@ class Int8Linear(comfy.ops.manual_cast.Linear):
         if not self.is_int8:
             return weight
         dtype = weight.dtype if weight.is_floating_point() else torch.float32
-        return _dequantize(weight, self.current_scale(), dtype)
+        return dequantize(weight, self.current_scale(), dtype)
 
     def set_weight(self, weight, inplace_update=False, seed=None, return_weight=False, **kwargs):
         if not self.is_int8:
@@ -102,7 +102,7 @@ class Int8Linear(comfy.ops.manual_cast.Linear):
         return None
 
     def _dequantized_weight_and_bias(self, x: torch.Tensor):
-        weight = _dequantize(self.weight.to(x.device), self.current_scale(), x.dtype)
+        weight = dequantize(self.weight.to(x.device), self.current_scale(), x.dtype)
         for fn in self.weight_function:
             weight = fn(weight)
         bias = None if self.bias is None else self.bias.to(x.device, x.dtype, copy=True)
@@ -111,10 +111,12 @@ class Int8Linear(comfy.ops.manual_cast.Linear):
         return weight, bias
 
     def _cpu_weight(self, scale: torch.Tensor):
-        key = (self.weight.data_ptr(), scale.data_ptr())
-        if self._cpu_cache is None or self._cpu_cache[0] != key:
-            self._cpu_cache = (key, int8_kernels.pack_cpu_weight(self.weight, scale))
-        return self._cpu_cache[1]
+        """oneDNN's prepacked weight, packed again whenever .weight or its scale is another tensor object
+        (LoRA patching and restoring swap them); holding them keeps their memory from being reused."""
+        cache = self._cpu_cache
+        if cache is None or cache[0] is not self.weight or cache[1] is not scale:
+            self._cpu_cache = cache = (self.weight, scale, int8_kernels.pack_cpu_weight(self.weight, scale))
+        return cache[2]
 
     def forward(self, x, *args, **kwargs):
         if not self.is_int8:
@@ -130,20 +132,28 @@ class Int8Linear(comfy.ops.manual_cast.Linear):
     def _save_to_state_dict(self, destination, prefix, keep_vars):
         super()._save_to_state_dict(destination, prefix, keep_vars)
         if self.is_int8:
-            destination[prefix + "weight_scale"] = self.current_scale()
+            destination.update(int8_format.file_entries(prefix[:-1], self.weight if keep_vars else self.weight.detach(),
+                                                        self.current_scale()))
 
     def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys,
                               unexpected_keys, error_msgs):
-        scale = state_dict.get(prefix + "weight_scale")
-        if scale is None:
+        if prefix + SCALE_KEY not in state_dict:
             return super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys,
                                                  unexpected_keys, error_msgs)
-        weight = state_dict[prefix + "weight"]
-        bias = state_dict.get(prefix + "bias")
-        if weight.dtype != torch.int8 or tuple(weight.shape) != (self.out_features, self.in_features):
-            error_msgs.append(f"{prefix}weight: expected int8 [{self.out_features}, {self.in_features}] "
-                              f"beside weight_scale; got {weight.dtype} {list(weight.shape)}")
+        name = prefix[:-1]
+        entries = {f"{name}.{key}": state_dict[prefix + key] for key in ("weight", SCALE_KEY, QUANT_KEY)
+                   if prefix + key in state_dict}
+        try:
+            entries = int8_format.internal_state(entries)
+        except ValueError as error:
+            error_msgs.append(str(error))
             return None
+        weight, scale, bias = entries[f"{name}.weight"], entries[f"{name}.{SCALE_KEY}"], state_dict.get(prefix + "bias")
+        if tuple(weight.shape) != (self.out_features, self.in_features):
+            error_msgs.append(f"{prefix}weight: expected int8 [{self.out_features}, {self.in_features}]; "
+                              f"got {list(weight.shape)}")
+            return None
+        state_dict.pop(prefix + QUANT_KEY, None)
         self.set_int8(weight, scale, None if bias is None else bias.clone())
         return None
 
@@ -155,96 +165,3 @@ class Int8Linear(comfy.ops.manual_cast.Linear):
 class Int8Ops(comfy.ops.manual_cast):
     """custom_operations for comfy.sd.load_diffusion_model_state_dict: Linears load int8 entries."""
     Linear = Int8Linear
-
-
-def model_blocks(model) -> tuple[str, str]:
-    """(blocks attribute, family name) of a MODEL whose family has an INT8 layer map, else a ValueError."""
-    family = families.require(model, families.INT8)
-    return family.blocks, family.name
-
-
-def _wanted(path: str, layers: str) -> bool:
-    parts = path.split(".")
-    if layers == "attention":
-        return any("attn" in p for p in parts)
-    if layers == "feed_forward":
-        return any(p in ("ff", "ffn") for p in parts)
-    return True
-
-
-def select_linears(model, layers: str = "all") -> list[str]:
-    """Object-patch paths (diffusion_model.<blocks>.N....) of the Linears to quantize."""
-    if layers not in LAYER_CHOICES:
-        raise ValueError(f"layers must be one of {LAYER_CHOICES}; got {layers!r}")
-    blocks, _ = model_blocks(model)
-    root = model.get_model_object(f"diffusion_model.{blocks}")
-    return [f"diffusion_model.{blocks}.{name}" for name, module in root.named_modules()
-            if isinstance(module, torch.nn.Linear) and _wanted(name, layers)]
-
-
-def quantize_model(model, layers: str = "all", granularity: str = "per_channel", backend: str = "auto"):
-    """A clone of `model` whose chosen block Linears are Int8Linear object patches."""
-    if granularity not in GRANULARITIES:
-        raise ValueError(f"granularity must be one of {GRANULARITIES}; got {granularity!r}")
-    paths = select_linears(model, layers)
-    patched = model.clone()
-    progress = comfy.utils.ProgressBar(len(paths))
-    for path in paths:
-        comfy.model_management.throw_exception_if_processing_interrupted()
-        linear = patched.get_model_object(path)
-        if isinstance(linear, Int8Linear) and linear.is_int8:
-            raise ValueError(f"model: {path} is already INT8; connect the MODEL from the loader "
-                             "instead of quantizing twice")
-        patched.add_object_patch(path, Int8Linear.from_linear(linear, granularity, backend))
-        progress.update(1)
-    return patched
-
-
-def quantized_state_dict(model) -> dict:
-    """The diffusion model's state dict with the INT8 layers (and any LoRA patches) applied."""
-    comfy.model_management.load_models_gpu([model], force_patch_weights=True, force_full_load=True)
-    state = model.model.diffusion_model.state_dict()
-    return {key: value.detach().to("cpu").contiguous() for key, value in state.items()}
-
-
-def load_quantized(state_dict: dict, dtype: torch.dtype | None = None):
-    """A MODEL from a state dict in TurboVideo's INT8 format (or TurboDiffusion's -quant layout)."""
-    import comfy.sd
-
-    if int8_format.is_turbodiffusion_quant(state_dict):
-        state_dict = int8_format.from_turbodiffusion_quant(state_dict)
-    if not int8_format.validate(state_dict):
-        raise ValueError("the file holds no INT8 layers (no '.weight_scale' entries); load it with the "
-                         "core UNETLoader, or quantize it with TurboQuantizeINT8 and TurboSaveQuantized")
-    options = {"custom_operations": Int8Ops}
-    if dtype is not None:
-        options["dtype"] = dtype
-    model = comfy.sd.load_diffusion_model_state_dict(state_dict, model_options=options)
-    if model is None:
-        raise ValueError("the INT8 file's model type was not recognised (expected an LTX-Video or Wan DiT)")
-    return model
-
-
-def _granularity_of(state_dict: dict) -> str:
-    kinds = set()
-    for prefix in int8_format.quantized_prefixes(state_dict):
-        kinds.add("block128" if is_block_scale(state_dict[prefix + ".weight"],
-                                               state_dict[prefix + int8_format.SCALE_SUFFIX]) else "per_channel")
-    return kinds.pop() if len(kinds) == 1 else "mixed"
-
-
-def save_quantized(model, path: str) -> int:
-    """Write the MODEL's diffusion model in TurboVideo's INT8 format; returns the INT8 layer count."""
-    state = quantized_state_dict(model)
-    layers = int8_format.validate(state)
-    if not layers:
-        raise ValueError("model: has no INT8 layers; connect the MODEL from TurboQuantizeINT8")
-    meta = int8_format.metadata(model.model.get_dtype(), _granularity_of(state))
-    comfy.utils.save_torch_file(state, path, metadata=meta)
-    return len(layers)
-
-
-def load_quantized_file(path: str):
-    """A MODEL from a .safetensors in TurboVideo's INT8 format (float dtype from its metadata)."""
-    state, meta = comfy.utils.load_torch_file(path, safe_load=True, return_metadata=True)
-    return load_quantized(state, int8_format.compute_dtype(meta))
