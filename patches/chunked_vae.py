@@ -354,11 +354,24 @@ def encode(vae, pixels: torch.Tensor, plan: Plan) -> torch.Tensor:
     return out.div_(weight_sum.to(out)[:, None, None])
 
 
+def _one_video(pixels: torch.Tensor) -> torch.Tensor:
+    """IMAGE frames (n, H, W, C); a 5-D IMAGE of one video (1, n, H, W, C: what SeedVR2Preprocess gives) as its
+    frames."""
+    if pixels.ndim == 5:
+        if pixels.shape[0] != 1:
+            raise ValueError(f"pixels: {pixels.shape[0]} videos in one 5-D IMAGE {tuple(pixels.shape)}; encode one "
+                             "video at a time (split the batch first)")
+        return pixels[0]
+    if pixels.ndim != 4:
+        raise ValueError(f"pixels: an IMAGE of shape {tuple(pixels.shape)}; connect video frames (n, H, W, C)")
+    return pixels
+
+
 def encode_video(vae, pixels: torch.Tensor, options: ChunkOptions, frame_count: str = "error"
                  ) -> tuple[torch.Tensor, int | None]:
     """IMAGE frames -> (latent, original frame count when padded). Sides are cropped as VAEEncode does."""
     info = video_vae(vae)
-    pixels = vae.vae_encode_crop_pixels(pixels)
+    pixels = vae.vae_encode_crop_pixels(_one_video(pixels))
     height, width = pixels.shape[1:3]
     if height % info.pixel_multiple or width % info.pixel_multiple:
         raise ValueError(f"pixels: {width}x{height} px, but {info.name} encodes frames whose sides are multiples of "

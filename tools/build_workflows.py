@@ -19,7 +19,7 @@ PACK_ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(PACK_ROOT / "tests"))
 sys.path.insert(0, str(PACK_ROOT / "tools"))
 
-from workflow_format import Workflow, write  # noqa: E402
+from workflow_format import MUTED, Workflow, write  # noqa: E402
 
 LTXV_CHECKPOINT = "ltxv-2b-0.9.8-distilled.safetensors"
 T5_ENCODER = "t5xxl_fp16.safetensors"
@@ -252,7 +252,6 @@ def ltxv_lr_to_hr_student_tiled(info) -> Workflow:
 SEEDVR2_DIT = "seedvr2_3b_int8_convrot.safetensors"  # core's SeedVR2 template files (Comfy-Org/SeedVR2)
 SEEDVR2_VAE = "seedvr2_ema_vae_fp16.safetensors"
 SEEDVR2_COLOUR_FIX = "wavelet"  # tests/host/test_seedvr2_tiled_host.py: keeps tiles as close to untiled as any
-MUTED = 2
 
 
 def seedvr2_tiled_upscale(info) -> Workflow:

@@ -10,6 +10,7 @@ import dataclasses
 import json
 
 WIDGET_TYPES = {"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO"}
+MUTED = 2  # LiteGraph node mode "never": shown in the graph, left out of the prompt
 COLUMN_WIDTH, ROW_GAP, NODE_WIDTH = 380, 40, 340
 
 
@@ -142,16 +143,23 @@ def to_api(ui: dict, node_info: dict) -> dict:
     """The API prompt {id: {"class_type", "inputs"}} that the frontend's graphToPrompt makes of a UI workflow
     written by `write`, on a host with `node_info`: widget values are read in the host's declared widget order
     (a seed's `control_after_generate` value skipped), widgets the file has no value for (ones a newer core
-    appended) get their default, and links become [source id, output slot]. tests/host/test_workflows.py checks
-    the result against the real frontend's conversion on each host."""
+    appended) get their default, and links become [source id, output slot]; muted nodes (mode 2, "never") are
+    left out, as the frontend leaves them out. tests/host/test_workflows.py checks the result against the real
+    frontend's conversion on each host."""
     sources = {row[0]: (str(row[1]), row[2]) for row in ui["links"]}
+    muted = {str(node["id"]) for node in ui["nodes"] if node.get("mode", 0) == MUTED}
     prompt = {}
     for node in ui["nodes"]:
+        if str(node["id"]) in muted:
+            continue
         if node.get("mode", 0) != 0:
-            raise ValueError(f"node {node['id']} ({node['type']}) is muted or bypassed: to_api converts active nodes")
+            raise ValueError(f"node {node['id']} ({node['type']}) is bypassed: to_api converts active and muted nodes")
         inputs = _api_widgets(node, node_info[node["type"]])
         for slot in node["inputs"]:
             if slot.get("link") is not None:
+                if sources[slot["link"]][0] in muted:
+                    raise ValueError(f"node {node['id']} ({node['type']}) input {slot['name']} comes from a muted "
+                                     "node: unmute it or mute this node too")
                 inputs[slot["name"]] = list(sources[slot["link"]])
         prompt[str(node["id"])] = {"class_type": node["type"], "inputs": inputs}
     return prompt

@@ -82,6 +82,24 @@ def test_chunked_encode_continues_core_encode_exactly(comfy, captured, vae_name)
     torch.testing.assert_close(turbo, core, atol=EXACT * float(core.abs().max()), rtol=0)
 
 
+def test_encode_takes_the_5d_video_of_cores_preprocess(comfy, captured, vae_name):
+    """SeedVR2Preprocess pads to 16 px and 4k + 1 frames and gives one video as a 5-D IMAGE (1, n, H, W, 3), as
+    core's graph feeds VAEEncode; TurboVAEEncode takes it the same way."""
+    SOURCES["video"] = smooth_video(7, 56, seed=int(torch.randint(1 << 30, ())))
+    prompt = loader(vae_name)
+    prompt["video"] = {"class_type": "TurboTestImageSource", "inputs": {"key": "video"}}
+    prompt["pad"] = {"class_type": "SeedVR2Preprocess", "inputs": {"resized_images": ["video", 0]}}
+    prompt["core"] = {"class_type": "VAEEncode", "inputs": {"pixels": ["pad", 0], "vae": ["vae", 0]}}
+    prompt["turbo"] = {"class_type": "TurboVAEEncode", "inputs": {
+        "pixels": ["pad", 0], "vae": ["vae", 0], "frame_count": "error", **chunk_widgets(frames=5)}}
+    prompt.update(graphs.capture(["core", 0], "core"))
+    prompt.update(graphs.capture(["turbo", 0], "turbo"))
+    out = run_ok(comfy, captured, prompt)
+    core, turbo = out["core"]["samples"], out["turbo"]["samples"]
+    assert turbo.shape == core.shape == (1, 16, 3, 8, 8), (turbo.shape, core.shape)  # 9 frames of 64 px
+    torch.testing.assert_close(turbo, core, atol=EXACT * float(core.abs().max()), rtol=0)
+
+
 def test_parts_continue_the_causal_cache_and_a_fresh_cache_starts_a_new_video(comfy, vae_name):
     """core_compat.seedvr2_decode_part: consecutive parts with one carried state are the whole decode; a part
     given a fresh state is decoded as a new video (its first latent a single frame), so carrying it matters."""
