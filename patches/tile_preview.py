@@ -109,5 +109,6 @@ def layout_for_model(model, vae, images: torch.Tensor) -> torch.Tensor:
     if settings.auto:
         budget = settings.budget_bytes if settings.budget_bytes is not None else free_memory_for(model)
         settings = resolve_tile(settings, model.model, (1, info.channels, *shape), budget)
-    return draw_layout(images[0], plan_for(settings, model.model, shape), info.space_factor, info.time_factor, images.shape[0],
+    windows = plan_for(settings, model.model, shape)
+    return draw_layout(images[0], windows, info.space_factor, info.time_factor, images.shape[0],
                        tuple(images.shape[1:3]))

@@ -109,7 +109,8 @@ def test_core_loaders_take_the_tiny_files_and_the_pack_knows_them(comfy, models,
     assert families.family_of_config(core_compat.detect_diffusion_config(state_dict, metadata)).name == "SeedVR2"
     model = comfy.sd.load_diffusion_model(path)
     assert families.family_of(model).name == "SeedVR2"
-    vae = comfy.sd.VAE(sd=comfy.utils.load_torch_file(folder_paths.get_full_path_or_raise("vae", models["seedvr2_vae"])))
+    vae_path = folder_paths.get_full_path_or_raise("vae", models["seedvr2_vae"])
+    vae = comfy.sd.VAE(sd=comfy.utils.load_torch_file(vae_path))
     assert families.vae_family(vae).name == "SeedVR2"
     diffusion_model = model.get_model_object("diffusion_model")
     assert core_compat.seedvr2_patch_size(diffusion_model) == (1, 2, 2)
@@ -256,7 +257,8 @@ def test_the_workflows_colour_fix_keeps_tiles_closest_to_untiled(comfy, models, 
     sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2] / "tools"))
     import build_workflows
 
-    vae = comfy.sd.VAE(sd=comfy.utils.load_torch_file(folder_paths.get_full_path_or_raise("vae", models["seedvr2_vae"])))
+    vae_path = folder_paths.get_full_path_or_raise("vae", models["seedvr2_vae"])
+    vae = comfy.sd.VAE(sd=comfy.utils.load_torch_file(vae_path))
     crop = (..., slice(36, 84), slice(36, 84))  # the 40..80 overlap of the 2 x 2 tiles, and their inner parts
     with torch.inference_mode():
         pixels = {name: vae.decode(latent[:, :, :1][crop])[0] for name, latent in

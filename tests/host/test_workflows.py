@@ -89,8 +89,9 @@ def _load_in_frontend(comfy, tmp_path) -> list:
 
 
 def test_workflows_load_in_the_hosts_frontend_and_convert_as_to_api(comfy, tmp_path):
-    """Every committed workflow (that this ComfyUI has the core nodes of) loads in the frontend of the ComfyUI under test with no missing node type, no
-    dialog and no page error, and the frontend's own graphToPrompt gives the prompt to_api gives."""
+    """Every committed workflow (that this ComfyUI has the core nodes of) loads in the frontend of the ComfyUI
+    under test with no missing node type, no dialog and no page error, and the frontend's own graphToPrompt
+    gives the prompt to_api gives."""
     to_api, info = _tools("workflow_format").to_api, _tools("build_workflows").node_info(comfy)
     loads = _load_in_frontend(comfy, tmp_path)
     assert sorted(pathlib.Path(e["workflow"]).name for e in loads) == [p.name for p in _supported(comfy)]
@@ -134,10 +135,10 @@ def test_committed_workflow_matches_its_builder(comfy, path):
     (OLDEST_COMFYUI, 0.8.0, frontend 1.35.9); one set serves every supported ComfyUI. A workflow on core nodes
     the oldest lacks is built on the oldest ComfyUI that has them (build_workflows.BUILT_ON: SeedVR2's, 0.29.0).
 
-    On the ComfyUI it is built on a file must equal the build exactly. On a newer one core nodes may have gained widgets or
-    outputs since; the frontend puts a file's widget values onto a node's widgets in order and gives widgets
-    without a value their default (test_workflows_load_in_the_hosts_frontend_and_convert_as_to_api shows it,
-    and test_workflows_run.py runs the converted prompts). So there the build is compared node by node, layout
+    On the ComfyUI it is built on a file must equal the build exactly. On a newer one core nodes may have gained
+    widgets or outputs since; the frontend puts a file's widget values onto a node's widgets in order and gives
+    widgets without a value their default (test_workflows_load_in_the_hosts_frontend_and_convert_as_to_api shows
+    it, and test_workflows_run.py runs the converted prompts). So there the build is compared node by node, layout
     (pos, size) aside: the same nodes, titles and links; Turbo nodes exactly; core nodes on every field, except
     that their committed widget values and outputs must be the LEADING ones of this ComfyUI's build, i.e. core
     only appended. A core node that renamed, removed or reordered a widget fails here."""

@@ -66,7 +66,8 @@ def _block(index: int, width: int, heads: int, head_dim: int, rope_freqs: int) -
 def dit_layout(width=WIDTH, heads=HEADS, head_dim=HEAD_DIM, rope_freqs=ROPE_FREQS) -> dict:
     layout = {"positive_conditioning": (POSITIVE_TOKENS, TEXT_WIDTH),
               "negative_conditioning": (NEGATIVE_TOKENS, TEXT_WIDTH)}
-    layout.update(_linear("vid_in.proj", width, (LATENT_CHANNELS + CONDITION_CHANNELS) * PATCH[0] * PATCH[1] * PATCH[2]))
+    patch_cells = PATCH[0] * PATCH[1] * PATCH[2]
+    layout.update(_linear("vid_in.proj", width, (LATENT_CHANNELS + CONDITION_CHANNELS) * patch_cells))
     layout.update(_linear("txt_in", width, TEXT_WIDTH))
     layout.update(_linear("emb_in.proj_in", width, SINUSOIDAL))
     layout.update(_linear("emb_in.proj_hid", width, width))
@@ -201,7 +202,8 @@ def dit_widths(state_dict: dict, prefix: str = "") -> dict:
     separate = {int(k[len(prefix):].split(".")[1]) for k in state_dict
                 if k.startswith(f"{prefix}blocks.") and ".vid." in k}
     return {"vid_dim": qkv.shape[1], "heads": qkv.shape[0] // 3 // head_dim, "head_dim": head_dim,
-            "num_layers": len(blocks), "mm_layers": len(separate), "txt_in_dim": state_dict[f"{prefix}txt_in.weight"].shape[1],
+            "num_layers": len(blocks), "mm_layers": len(separate),
+            "txt_in_dim": state_dict[f"{prefix}txt_in.weight"].shape[1],
             "rope_dim": 6 * state_dict[f"{prefix}blocks.0.attn.rope.rope.freqs"].shape[0]}
 
 
