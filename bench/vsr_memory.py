@@ -11,9 +11,10 @@ Work = latent cells of all windows x steps (segments and tiles overlap, so it gr
 video). Pass: max/min peak_mb <= 1.15 and every case's seconds / work within 0.75-1.35x of the base.
 Linux only. Run: python bench/vsr_memory.py --quick   (the last line is the JSON summary)
 
---model picks what runs: `local` (the default, above) or `ltx2` (core's LTX-2 DiT through TurboTiledModel and
-ComfyUI's sampler: bench/vsr_memory_ltx2.py; needs COMFYUI_PATH). Each model module gives CASES, PATHS,
-run_case(name, path) and summarise(rows).
+--model picks what runs: `local` (the default, above), `ltx2` (core's LTX-2 DiT through TurboTiledModel and
+ComfyUI's sampler: bench/vsr_memory_ltx2.py; needs COMFYUI_PATH) or `seedvr2` (core's SeedVR2 DiT and VAE through
+TurboTiledModel and the streaming decode against core's untiled path: bench/vsr_memory_seedvr2.py; needs
+COMFYUI_PATH to a ComfyUI 0.29+). Each model module gives CASES, PATHS, run_case(name, path) and summarise(rows).
 """
 from __future__ import annotations
 
@@ -124,8 +125,9 @@ def _in_fresh_process(model: str, name: str, path: str) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="the three acceptance cases (the only mode)")
-    parser.add_argument("--model", choices=("local", "ltx2"), default="local",
-                        help="local: pure-torch local denoiser (default); ltx2: core's LTX-2 DiT")
+    parser.add_argument("--model", choices=("local", "ltx2", "seedvr2"), default="local",
+                        help="local: pure-torch local denoiser (default); ltx2: core's LTX-2 DiT; seedvr2: core "
+                             "SeedVR2 DiT + VAE (ComfyUI 0.29+)")
     parser.add_argument("--case", help=argparse.SUPPRESS)  # one case, in this process
     parser.add_argument("--path", default="turbo", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -133,7 +135,11 @@ def main() -> None:
     if args.case:
         print(json.dumps(bench.run_case(args.case, args.path)))
         return
-    rows = [_in_fresh_process(args.model, name, path) for name in bench.CASES for path in bench.PATHS]
+    rows = []
+    for name in bench.CASES:
+        for path in bench.PATHS:
+            rows.append(_in_fresh_process(args.model, name, path))
+            print(json.dumps(rows[-1]), file=sys.stderr, flush=True)  # each case as it ends
     print(json.dumps(bench.summarise(rows)))
 
 

@@ -75,7 +75,9 @@ class TurboTiledModel(io.ComfyNode):
                         "one noise tensor is shared by all tiles. Sizes are in LATENT cells (LTX-Video: "
                         "1 cell = 32 px, 1 frame = 8 px frames; Wan: 8 px, 4 frames).",
             inputs=[
-                io.Model.Input("model", tooltip="A video model (LTX-Video, Wan) from a loader."),
+                io.Model.Input("model", tooltip="A video model (LTX-Video, LTX-2, Wan, SeedVR2) from a loader. "
+                                                "SeedVR2 is cut on its attention-window grid: tile sizes and "
+                                                "overlaps round to whole windows (docs/tiling.md)."),
                 *tiling_inputs(overlap_default=8),
             ],
             outputs=[io.Model.Output()],

@@ -1,4 +1,4 @@
-"""Chunked, tiled and streaming VAE encode/decode for LTX-Video and Wan VAEs (docs/vae.md)."""
+"""Chunked, tiled and streaming VAE encode/decode for LTX-Video, Wan and SeedVR2 VAEs (docs/vae.md)."""
 from comfy_api.latest import io
 
 from ..patches import chunked_vae, video_stream
@@ -19,10 +19,11 @@ def _chunk_inputs():
                              "chosen to fit it: longest chunks first, tiles only when a full frame does not fit."),
         io.Int.Input("chunk_frames", default=0, min=0, max=8193, step=1,
                      tooltip="Frames per temporal chunk; 0 = from the memory budget. Rounded down to 1 + 8k "
-                             "(LTX-Video) or 1 + 4k (Wan)."),
+                             "(LTX-Video) or 1 + 4k (Wan, SeedVR2)."),
         io.Int.Input("chunk_overlap", default=24, min=0, max=1024, step=1,
                      tooltip="Frames shared by neighbouring chunks, rounded up to whole latent frames (8 frames "
-                             "for LTX-Video, 4 for Wan). Raise it if chunk borders show."),
+                             "for LTX-Video, 4 for Wan). Raise it if chunk borders show. SeedVR2 needs none (ignored): "
+                             "its chunks carry the VAE's frame cache and add up to the whole call."),
         io.Int.Input("tile_size", default=0, min=0, max=MAX_RESOLUTION, step=32,
                      tooltip="Spatial tile side in pixels; 0 = from the memory budget (whole frames when they fit)."),
         io.Int.Input("tile_overlap", default=64, min=0, max=4096, step=8,
@@ -58,13 +59,15 @@ class TurboVAEEncode(io.ComfyNode):
     def define_schema(cls):
         return io.Schema(
             node_id="TurboVAEEncode", display_name="Turbo VAE Encode (chunked)", category=CATEGORY,
-            description="Encodes a video with an LTX-Video or Wan VAE in temporal chunks and spatial tiles, so "
-                        "long and large videos fit in memory. Frame counts must be 1 + 8k (LTX) or 1 + 4k (Wan).",
+            description="Encodes a video with an LTX-Video, Wan or SeedVR2 VAE in temporal chunks and spatial tiles, "
+                        "so long and large videos fit in memory. Frame counts must be 1 + 8k (LTX) or 1 + 4k (Wan, "
+                        "SeedVR2).",
             inputs=[
                 io.Image.Input("pixels", tooltip="The video frames (an IMAGE batch)."),
-                io.Vae.Input("vae", tooltip="An LTX-Video or Wan VAE."),
+                io.Vae.Input("vae", tooltip="An LTX-Video, Wan or SeedVR2 VAE."),
                 io.Combo.Input("frame_count", options=["error", "pad", "trim"], default="error",
-                               tooltip="When the frame count is not 1 + 8k (1 + 4k for Wan): 'error' stops with the "
+                               tooltip="When the frame count is not 1 + 8k (1 + 4k for Wan, SeedVR2): 'error' stops "
+                                       "with the "
                                        "nearest valid counts; 'pad' repeats the last frame and TurboVAEDecode cuts "
                                        "back to exactly these frames; 'trim' drops the extra frames."),
                 *_chunk_inputs(),
@@ -88,8 +91,8 @@ class TurboVAEDecode(io.ComfyNode):
     def define_schema(cls):
         return io.Schema(
             node_id="TurboVAEDecode", display_name="Turbo VAE Decode (chunked)", category=CATEGORY,
-            description="Decodes an LTX-Video or Wan latent in temporal chunks and spatial tiles blended without "
-                        "seams. A latent from TurboVAEEncode with frame_count 'pad' comes back at its original "
+            description="Decodes an LTX-Video, Wan or SeedVR2 latent in temporal chunks and spatial tiles blended "
+                        "without seams. A latent from TurboVAEEncode with frame_count 'pad' comes back at its original "
                         "frame count.",
             inputs=[
                 io.Latent.Input("samples", tooltip="A video latent."),

@@ -3,7 +3,9 @@
 Every piece goes through the VAE's own public `decode` / `encode`, so loading, dtype, offloading and
 the model-specific pre/post-processing stay ComfyUI's; this module only cuts the video into
 temporal chunks that respect the causal first latent (samplers/video_chunks.py), cuts frames into
-spatial tiles, and blends the pieces back with smooth weights. Between pieces it honours the stop
+spatial tiles, and blends the pieces back with smooth weights. A VAE whose family carries its causal
+state between calls (SeedVR2) is cut into consecutive chunks that continue that state, one per tile, so
+its chunks add up to the whole call; only its spatial tiles are blended. Between pieces it honours the stop
 button, releases cached device memory and advances one progress bar.
 
 Decoding is a generator of finished pixel-frame blocks: a block is yielded as soon as no later
@@ -55,6 +57,9 @@ class VideoVAE:
     channels: int
     causal_encoder: bool
     causal_decoder: bool
+    carried: families.CarriedState | None = None  # continues its causal state from chunk to chunk
+    pixel_multiple: int = 1
+    name: str = "this VAE"
 
 
 @dataclass(frozen=True)
@@ -73,16 +78,19 @@ def video_vae(vae) -> VideoVAE:
     """Geometry of a video VAE, or a ValueError that names the input and the fix."""
     time_factor = vae.temporal_compression_decode() if getattr(vae, "latent_dim", 2) == 3 else None
     if not time_factor:
-        raise ValueError("vae: this is not a video VAE (no temporal compression); connect an LTX-Video or Wan "
-                         "VAE, or use the core VAEDecode / VAEEncode nodes for images")
+        raise ValueError("vae: this is not a video VAE (no temporal compression); connect an LTX-Video, Wan or "
+                         "SeedVR2 VAE, or use the core VAEDecode / VAEEncode nodes for images")
     model = vae.first_stage_model
     family = families.vae_family(vae)  # None: a video VAE the pack has no rules for; read its decoder's flag
     causal_encoder = family is not None and family.causal_encoder
     causal_decoder = family.causal_decoder if family is not None else None
     if causal_decoder is None:
         causal_decoder = bool(getattr(getattr(model, "decoder", None), "causal", False))
+    if family is None:
+        return VideoVAE(time_factor, vae.spacial_compression_decode(), vae.latent_channels, causal_encoder,
+                        causal_decoder)
     return VideoVAE(time_factor, vae.spacial_compression_decode(), vae.latent_channels, causal_encoder,
-                    causal_decoder)
+                    causal_decoder, family.carried, family.pixel_multiple, family.name)
 
 
 def chunk_options(vae, budget_mb: int, chunk_frames: int, chunk_overlap: int, tile_size: int,
@@ -97,6 +105,8 @@ def chunk_options(vae, budget_mb: int, chunk_frames: int, chunk_overlap: int, ti
     frames = None if chunk_frames == 0 else 1 + (max(chunk_frames, 1) - 1) // f
     tile = None if tile_size == 0 else max(1, tile_size // s)
     overlap_frames, overlap_tile = math.ceil(chunk_overlap / f), math.ceil(tile_overlap / s)
+    if info.carried is not None:  # chunks continue one another: no overlap to blend
+        overlap_frames = 0
     if frames is not None and frames <= overlap_frames:
         raise ValueError(f"chunk_frames: {chunk_frames} frames ({frames} latent frames of {f}) must be longer than "
                          f"chunk_overlap ({chunk_overlap} frames = {overlap_frames} latent frames); raise chunk_frames "
@@ -142,7 +152,10 @@ def _make_plan(shape, cost, budget, options: ChunkOptions, info: VideoVAE, causa
         logging.warning("TurboVideo VAE: even a chunk of %d latent frames and %dx%d latent tiles is estimated "
                         "at %.0f MiB, over the %.0f MiB budget; trying anyway", sizes.frames, sizes.height,
                         sizes.width, cost(sizes.frames, sizes.height, sizes.width) / MIB, budget / MIB)
-    chunks = vc.plan_temporal(frames, sizes.frames, options.overlap_frames, info.time_factor, causal)
+    if info.carried is not None:
+        chunks = vc.plan_carried(frames, sizes.frames, info.time_factor)
+    else:
+        chunks = vc.plan_temporal(frames, sizes.frames, options.overlap_frames, info.time_factor, causal)
     tile = (sizes.height, sizes.width)
     tiles = list(zip(vc.plan_tiles(height, width, tile, options.overlap_tile),
                      vc.plan_tiles(height, width, tile, options.overlap_tile, info.space_factor)))
@@ -231,13 +244,25 @@ def check_finite_result(result: torch.Tensor, given: torch.Tensor, what: str, sp
                        "weights are damaged; run the VAE in float32 (start ComfyUI with --fp32-vae)")
 
 
-def _decode_chunk(vae, latent: torch.Tensor, plan: Plan, progress, seeds: Iterator) -> torch.Tensor:
-    """latent (1, C, t, h, w) -> float32 frames (n, H, W, 3), tiles blended."""
+def _tile_calls(vae, method: str):
+    """call(tile index, piece) for one video: the VAE's own decode / encode, or, where its family carries the
+    causal state from chunk to chunk, the family's continuing decode / encode with one state per tile."""
+    carried = video_vae(vae).carried
+    if carried is None:
+        return lambda index, piece: getattr(vae, method)(piece)
+    states: dict = {}
+    step = getattr(carried, method)
+    return lambda index, piece: step(vae, piece, states.setdefault(index, {}))
+
+
+def _decode_chunk(call, latent: torch.Tensor, plan: Plan, progress, seeds: Iterator) -> torch.Tensor:
+    """latent (1, C, t, h, w) -> float32 frames (n, H, W, 3), tiles blended; call(tile index, latent piece)."""
     if len(plan.tiles) == 1:
-        return _piece(progress, vae.decode, latent, next(seeds))[0]
+        return _piece(progress, lambda piece: call(0, piece), latent, next(seeds))[0]
     canvas = weight_sum = None
-    for lat, pix in plan.tiles:
-        piece = _piece(progress, vae.decode, latent[..., slice(*lat.rows), slice(*lat.cols)], next(seeds))[0]
+    for index, (lat, pix) in enumerate(plan.tiles):
+        part = latent[..., slice(*lat.rows), slice(*lat.cols)]
+        piece = _piece(progress, lambda tile, i=index: call(i, tile), part, next(seeds))[0]
         if canvas is None:
             frames, channels = piece.shape[0], piece.shape[-1]
             height, width = plan.tiles[-1][1].rows[1], plan.tiles[-1][1].cols[1]
@@ -260,8 +285,9 @@ def decode_blocks(vae, samples: torch.Tensor, plan: Plan, frames: int | None = N
 
 def _item_blocks(vae, item: torch.Tensor, plan: Plan, progress, seeds: Iterator) -> Iterator[torch.Tensor]:
     carry = carry_weight = None
+    call = _tile_calls(vae, "decode")
     for index, chunk in enumerate(plan.chunks):
-        pixels = _decode_chunk(vae, item[:, :, slice(*chunk.latent)], plan, progress, seeds)
+        pixels = _decode_chunk(call, item[:, :, slice(*chunk.latent)], plan, progress, seeds)
         check_finite_result(pixels, item[:, :, slice(*chunk.latent)], "decoding latent", chunk.latent)
         weight = chunk.pixel_weights.clone()
         pixels.mul_(weight.to(pixels)[:, None, None, None])
@@ -308,13 +334,13 @@ def decode(vae, samples: torch.Tensor, plan: Plan, frames: int | None = None) ->
     return out
 
 
-def _encode_chunk(vae, pixels: torch.Tensor, plan: Plan, progress) -> torch.Tensor:
-    """pixels (n, H, W, C) -> latent (1, C, t, h, w), tiles blended."""
+def _encode_chunk(call, pixels: torch.Tensor, plan: Plan, progress) -> torch.Tensor:
+    """pixels (n, H, W, C) -> latent (1, C, t, h, w), tiles blended; call(tile index, pixel piece)."""
     if len(plan.tiles) == 1:
-        return _piece(progress, vae.encode, pixels)
+        return _piece(progress, lambda piece: call(0, piece), pixels)
     canvas = weight_sum = None
-    for lat, pix in plan.tiles:
-        piece = _piece(progress, vae.encode, pixels[:, slice(*pix.rows), slice(*pix.cols)])
+    for index, (lat, pix) in enumerate(plan.tiles):
+        piece = _piece(progress, lambda part, i=index: call(i, part), pixels[:, slice(*pix.rows), slice(*pix.cols)])
         if canvas is None:
             height, width = plan.tiles[-1][0].rows[1], plan.tiles[-1][0].cols[1]
             canvas = torch.zeros(piece.shape[:3] + (height, width), dtype=piece.dtype, device=piece.device)
@@ -328,9 +354,10 @@ def encode(vae, pixels: torch.Tensor, plan: Plan) -> torch.Tensor:
     """pixels (frames, H, W, C), a valid frame count, already cropped -> latent (1, C, T, h, w)."""
     progress = comfy.utils.ProgressBar(plan.steps)
     out = weight_sum = None
+    call = _tile_calls(vae, "encode")
     for chunk in plan.chunks:
         piece = pixels[slice(*chunk.pixel)]  # LRFrames (VSR) resizes on slicing: once
-        latent = _encode_chunk(vae, piece, plan, progress)
+        latent = _encode_chunk(call, piece, plan, progress)
         check_finite_result(latent, piece, "encoding pixel", chunk.pixel)
         del piece
         if out is None:
@@ -343,9 +370,28 @@ def encode(vae, pixels: torch.Tensor, plan: Plan) -> torch.Tensor:
     return out.div_(weight_sum.to(out)[:, None, None])
 
 
+def _one_video(pixels: torch.Tensor) -> torch.Tensor:
+    """IMAGE frames (n, H, W, C); a 5-D IMAGE of one video (1, n, H, W, C: what SeedVR2Preprocess gives) as its
+    frames."""
+    if pixels.ndim == 5:
+        if pixels.shape[0] != 1:
+            raise ValueError(f"pixels: {pixels.shape[0]} videos in one 5-D IMAGE {tuple(pixels.shape)}; encode one "
+                             "video at a time (split the batch first)")
+        return pixels[0]
+    if pixels.ndim != 4:
+        raise ValueError(f"pixels: an IMAGE of shape {tuple(pixels.shape)}; connect video frames (n, H, W, C)")
+    return pixels
+
+
 def encode_video(vae, pixels: torch.Tensor, options: ChunkOptions, frame_count: str = "error"
                  ) -> tuple[torch.Tensor, int | None]:
     """IMAGE frames -> (latent, original frame count when padded). Sides are cropped as VAEEncode does."""
     info = video_vae(vae)
-    pixels, original = fit_frame_count(vae.vae_encode_crop_pixels(pixels), info.time_factor, frame_count)
+    pixels = vae.vae_encode_crop_pixels(_one_video(pixels))
+    height, width = pixels.shape[1:3]
+    if height % info.pixel_multiple or width % info.pixel_multiple:
+        raise ValueError(f"pixels: {width}x{height} px, but {info.name} encodes frames whose sides are multiples of "
+                         f"{info.pixel_multiple} px; pad them first (for SeedVR2: Pre-Process SeedVR2 Input, "
+                         f"SeedVR2Preprocess, before the encode)")
+    pixels, original = fit_frame_count(pixels, info.time_factor, frame_count)
     return encode(vae, pixels, plan_encode(vae, pixels.shape, options)), original

@@ -275,3 +275,102 @@ def native_int8_operands(module, x):
     if x.requires_grad or isinstance(x, type(weight)) or weight.device != x.device:
         return None
     return weight.layout_cls.get_plain_tensors(weight)
+
+
+# --- SeedVR2 (ComfyUI 0.29+: comfy.ldm.seedvr) ------------------------------------------------------------
+
+def seedvr2_patch_size(diffusion_model) -> tuple[int, int, int]:
+    """Latent cells (frames, rows, cols) per token of a SeedVR2 NaDiT: its patch embedder's patch size."""
+    patch = getattr(getattr(diffusion_model, "vid_in", None), "patch_size", None)
+    if patch is None or len(patch) != 3:
+        raise CoreChanged("SeedVR2: the pack reads the patch size from NaDiT.vid_in.patch_size, which core no "
+                          "longer has; update seedvr2_patch_size in patches/core_compat.py")
+    return tuple(int(p) for p in patch)
+
+
+def seedvr2_attention_window(diffusion_model, tokens: tuple[int, int, int]) -> tuple[int, int, int]:
+    """Tokens (frames, rows, cols) of one full attention window that SeedVR2 uses on a (t, h, w) token grid.
+
+    Core sizes the windows from the input (a fixed count over a 720p reference area), so this asks core's
+    own window function for the unshifted windows of block 0 and measures the first one."""
+    import comfy.ldm.seedvr.model as seedvr
+
+    attention = getattr(diffusion_model.blocks[0], "attn", None)
+    method, counts = getattr(attention, "window_method", None), getattr(attention, "window", None)
+    if method is None or counts is None or not hasattr(seedvr, "get_window_op") or "swin" in method:
+        raise CoreChanged(f"SeedVR2: block 0 no longer has unshifted window attention (window_method {method!r}, "
+                          "window {counts!r}); update seedvr2_attention_window in patches/core_compat.py")
+    first = seedvr.get_window_op(method)(tuple(tokens), counts)[0]
+    return tuple(int(s.stop - s.start) for s in first)
+
+
+def seedvr2_call_bytes(batch: int, frames: int, rows: int, cols: int) -> float:
+    """Core's SeedVR2 activation law (what SeedVR2TemporalChunk's auto mode sizes chunks by): bytes of one
+    sampler call on `batch` latents of (frames, rows, cols) cells, linear in latent frames x pixel area,
+    plus its K-sigma margin. Model weights are not in it (the pack's budget is measured after loading)."""
+    from comfy.ldm.seedvr import constants
+
+    megapixels = batch * rows * cols * constants.BYTEDANCE_VAE_SPATIAL_DOWNSAMPLE ** 2 / 1e6
+    gib = (constants.SEEDVR2_CHUNK_GIB_PER_MPX_FRAME * megapixels * frames
+           + constants.SEEDVR2_CHUNK_SIGMA_K * constants.SEEDVR2_CHUNK_SIGMA_GIB)
+    return gib * 1024 ** 3
+
+
+def _seedvr2_parts():
+    from comfy.ldm.seedvr import constants
+    from comfy.ldm.seedvr import vae as seedvr_vae
+
+    if not hasattr(seedvr_vae, "MemoryState") or not hasattr(seedvr_vae.VideoAutoencoderKL, "_decode"):
+        raise CoreChanged("SeedVR2 VAE: the pack continues a video through VideoAutoencoderKL._decode/_encode with "
+                          "a MemoryState cache, which core no longer has; update patches/core_compat.py")
+    return constants, seedvr_vae
+
+
+def _phase(seedvr_vae, state: dict):
+    """INITIALIZING for a video's first part (the causal first frame), ACTIVE (continue the cache) after."""
+    started = state.get("started", False)
+    state["started"] = True
+    return seedvr_vae.MemoryState.ACTIVE if started else seedvr_vae.MemoryState.INITIALIZING
+
+
+def _park(cache: dict, device) -> None:
+    """Keeps a part's frame cache off the compute device between parts (core moves it back when used)."""
+    for key, value in cache.items():
+        if hasattr(value, "to"):
+            cache[key] = value.to(device)
+
+
+def seedvr2_decode_part(vae, latent, state: dict):
+    """The next latent frames (B, 16, t, h, w) of one video through core's SeedVR2 VAE -> IMAGE (B, T, H, W, 3).
+
+    What core's VAEDecode does (unscale, decode, even sides, [0, 1]), continuing the decoder's causal frame
+    cache kept in `state` (an empty dict starts a video); core itself decodes one latent frame at a time
+    this way, so consecutive parts give the frames of one whole call."""
+    constants, seedvr_vae = _seedvr2_parts()
+    model = vae.first_stage_model
+    z = latent.to(vae.device, vae.vae_dtype) / constants.BYTEDANCE_VAE_SCALING_FACTOR + \
+        constants.BYTEDANCE_VAE_SHIFTING_FACTOR
+    model.device = z.device
+    cache = state.setdefault("cache", {})
+    pixels = model._decode(z, memory_state=_phase(seedvr_vae, state), memory_cache=cache)
+    _park(cache, vae.output_device)
+    height, width = pixels.shape[-2:]
+    pixels = pixels[..., :height - height % 2, :width - width % 2]
+    out = pixels.to(device=vae.output_device, dtype=vae.vae_output_dtype(), copy=True)
+    vae.process_output(out)
+    return out.movedim(1, -1)
+
+
+def seedvr2_encode_part(vae, pixels, state: dict):
+    """The next frames (n, H, W, 3) of one video through core's SeedVR2 VAE -> latent (1, 16, t, h, w), as core's
+    VAEEncode does, continuing the encoder's causal frame cache in `state`: the first part is 1 + 4k frames
+    (frame 0 alone), later parts 4k frames."""
+    constants, seedvr_vae = _seedvr2_parts()
+    model = vae.first_stage_model
+    x = vae.process_input(pixels.movedim(-1, 0).unsqueeze(0)).to(device=vae.device, dtype=vae.vae_dtype)
+    model.device = x.device
+    cache = state.setdefault("cache", {})
+    moments = model._encode(x, memory_state=_phase(seedvr_vae, state), memory_cache=cache)
+    _park(cache, vae.output_device)
+    latent = seedvr_vae.DiagonalGaussianDistribution(moments).mode()
+    return model.comfy_format_encoded(latent.to(device=vae.output_device, dtype=vae.vae_output_dtype()))

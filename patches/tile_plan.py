@@ -16,7 +16,8 @@ from dataclasses import replace
 import comfy.model_management
 
 from ..samplers.tile_budget import largest_tile, model_call_cost
-from . import core_compat
+from ..samplers.tiling import to_units, unit_grid
+from . import core_compat, families
 
 MIB = 1024 * 1024
 
@@ -27,17 +28,51 @@ def free_memory_for(model) -> float:
     return comfy.model_management.get_free_memory(model.load_device) - unloaded
 
 
+def window_unit(base_model, shape) -> tuple[int, int, int]:
+    """Latent cells (frames, rows, cols) that windows are made of on this model (families.TilingRules)."""
+    rules = families.tiling_rules(base_model)
+    return (1, 1, 1) if rules is None else tuple(rules.unit(base_model, tuple(shape)))
+
+
+def plan_for(settings, base_model, shape) -> list:
+    """The windows of `settings` (concrete) over a (T, H, W) latent on this model."""
+    return settings.plan(tuple(shape), window_unit(base_model, shape))
+
+
+def windows_per_call(settings, base_model, batch: int) -> int:
+    """tile_batch, or 1 where the family pairs batch halves and the sampler batches more than one item."""
+    rules = families.tiling_rules(base_model)
+    return 1 if rules is not None and rules.pairs_batch_halves and batch > 1 else settings.tile_batch
+
+
+def _call_cost(base_model, batch: int, channels: int):
+    rules = families.tiling_rules(base_model)
+    if rules is not None and rules.call_cost is not None:
+        return rules.call_cost(base_model, batch, channels)
+    return model_call_cost(base_model.memory_required, batch, channels)
+
+
 def resolve_tile(settings, base_model, call_shape, budget: float):
-    """TilingSettings with the auto tile made concrete for model calls of `call_shape` [N, C, T, H, W]
-    (N items per window: the tile_batch windows multiply it)."""
-    cost = model_call_cost(base_model.memory_required, call_shape[0] * settings.tile_batch, call_shape[1])
-    choice = largest_tile(tuple(call_shape[2:]), budget, cost, settings.overlap, settings.segment)
+    """TilingSettings with the auto tile made concrete for model calls of `call_shape` [N, C, T, H, W] (N items
+    per window: the windows per call multiply it): the largest square, in the family's window units, whose
+    call fits `budget` by the model's own memory estimate (BaseModel.memory_required, or the family's)."""
+    shape = tuple(call_shape[2:])
+    unit = window_unit(base_model, shape)
+    side = math.sqrt(unit[1] * unit[2])  # cells per unit of tile side
+    cost = _call_cost(base_model, call_shape[0] * windows_per_call(settings, base_model, call_shape[0]),
+                      call_shape[1])
+    in_cells = lambda t, h, w: cost(*(min(n * u, limit) for n, u, limit in zip((t, h, w), unit, shape)))
+    segment = to_units(shape, unit, (1, 1), 0, settings.segment, settings.segment_overlap).segment
+    overlap = math.ceil(settings.overlap / side)
+    choice = largest_tile(unit_grid(shape, unit), budget, in_cells, overlap, segment)
     if not choice.fits:
         logging.warning("TurboTiledModel: even a %dx%d latent tile is estimated at %.0f MiB, over the %.0f MiB "
-                        "budget; trying anyway (lower segment_length or tile_batch)", choice.side, choice.side,
-                        choice.cost / MIB, budget / MIB)
+                        "budget; trying anyway (lower segment_length or tile_batch)", min(choice.side * unit[1],
+                        shape[1]), min(choice.side * unit[2], shape[2]), choice.cost / MIB, budget / MIB)
     # a side below overlap + 1 only comes back when it covers the whole frame: one window, no overlap
-    return replace(settings, tile=(choice.side, choice.side), overlap=min(settings.overlap, choice.side - 1))
+    overlap = settings.overlap if choice.side > overlap else math.floor((choice.side - 1) * side)
+    tile = math.ceil(choice.side * side)
+    return replace(settings, tile=(tile, tile), overlap=overlap)
 
 
 def auto_settings(settings, model, latent_shape, conds_per_call: int, budget: float | None = None):

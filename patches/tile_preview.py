@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from ..samplers import video_chunks as vc
 from ..samplers.tiling import Window
 from . import chunked_vae
-from .tile_plan import auto_settings, conds_for_cfg
+from .tile_plan import auto_settings, conds_for_cfg, plan_for
 from .tiled_model import tiling_settings
 
 STRIP_PX = 12
@@ -109,5 +109,5 @@ def layout_for_model(model, vae, images: torch.Tensor, cfg: float = 1.0) -> torc
     cells = (-(-images.shape[1] // info.space_factor), -(-images.shape[2] // info.space_factor))
     shape = (vc.latent_frame_count(frames, info.time_factor), *cells)
     settings = auto_settings(settings, model, (1, info.channels, *shape), conds_for_cfg(cfg))
-    return draw_layout(images[0], settings.plan(shape), info.space_factor, info.time_factor, images.shape[0],
-                       tuple(images.shape[1:3]))
+    return draw_layout(images[0], plan_for(settings, model.model, shape), info.space_factor, info.time_factor,
+                       images.shape[0], tuple(images.shape[1:3]))

@@ -34,9 +34,18 @@ import comfy.model_management
 import comfy.patcher_extension
 import torch
 
-from ..samplers.tiling import Window, check_plan_inputs, plan_windows, tiled_apply
+from ..samplers.tiling import Window, check_plan_inputs, plan_windows, tiled_apply, to_units
 from . import core_compat, families, finite_guard
-from .tile_plan import MIB, RunPlan, auto_settings, free_memory_for, resolve_tile  # noqa: F401 (re-exported)
+from .tile_plan import (  # noqa: F401 (re-exported)
+    MIB,
+    RunPlan,
+    auto_settings,
+    free_memory_for,
+    plan_for,
+    resolve_tile,
+    window_unit,
+    windows_per_call,
+)
 from .tiled_guides import GUIDE_CONDS, window_guides
 
 WRAPPER_KEY = "turbovideo_tiled_model"
@@ -63,10 +72,12 @@ class TilingSettings:
     def auto(self) -> bool:
         return self.tile == AUTO
 
-    def plan(self, shape: tuple[int, int, int]) -> list[Window]:
-        tile = (min(self.tile[0], shape[1]), min(self.tile[1], shape[2]))
-        overlap = min(self.overlap, max(min(tile) - 1, 0))
-        return plan_windows(shape, tile, overlap, self.segment, self.segment_overlap, self.weights)
+    def plan(self, shape: tuple[int, int, int], unit: tuple[int, int, int] = (1, 1, 1)) -> list[Window]:
+        """Windows over a (T, H, W) latent; `unit`: the cells a window must start on and be made of
+        (window_unit: 1 x 1 x 1 unless the model's family says otherwise)."""
+        sizes = to_units(shape, unit, self.tile, self.overlap, self.segment, self.segment_overlap)
+        return plan_windows(shape, sizes.tile, sizes.overlap, sizes.segment, sizes.segment_overlap, self.weights,
+                            unit=unit)
 
 
 def _crop_or_repeat(value, x: torch.Tensor, windows: list[Window]):
@@ -109,7 +120,7 @@ def _single_window_streams(run_plan: RunPlan, base_model, x: torch.Tensor, kwarg
     shapes = _stream_shapes(kwargs)
     if len(shapes) < 2 or len(shapes[0]) != 5:
         return False
-    return len(run_plan.for_call(base_model, shapes[0], x.device).plan(shapes[0][2:])) == 1
+    return len(plan_for(run_plan.for_call(base_model, shapes[0], x.device), base_model, shapes[0][2:])) == 1
 
 
 def _is_video_latent(base_model, x: torch.Tensor) -> bool:
@@ -144,7 +155,7 @@ def _tiled_wrapper(settings: TilingSettings, run_plan: RunPlan):
             raise ValueError(_not_a_video_latent(executor.class_obj, x, kwargs))
         # the run's plan (tile_plan.RunPlan): one plan per run, measured when the run starts
         active = run_plan.for_call(executor.class_obj, tuple(x.shape), x.device)
-        windows = active.plan(tuple(x.shape[2:]))
+        windows = plan_for(active, executor.class_obj, x.shape[2:])
         if len(windows) == 1:
             return executor(x, t, c_concat, c_crossattn, control, transformer_options, **kwargs)
         if control is not None:
@@ -165,7 +176,8 @@ def _tiled_wrapper(settings: TilingSettings, run_plan: RunPlan):
         def between(done: int, total: int) -> None:
             comfy.model_management.throw_exception_if_processing_interrupted()
 
-        return tiled_apply(run, x, windows, active.tile_batch, before_batch=between)
+        per_call = windows_per_call(active, executor.class_obj, x.shape[0])
+        return tiled_apply(run, x, windows, per_call, before_batch=between)
 
     apply_model.settings = settings  # read by the layout preview
     return apply_model
@@ -180,11 +192,11 @@ def window_noise_shape(settings: TilingSettings, model, noise_shape, active: Til
         return list(noise_shape)
     batch, channels, frames, height, width = noise_shape
     active = active or auto_settings(settings, model, noise_shape, conds_per_call=2)
-    windows = active.plan((frames, height, width))
+    windows = plan_for(active, model.model, (frames, height, width))
     largest = max(windows, key=lambda w: (w.frames[1] - w.frames[0]) * (w.rows[1] - w.rows[0]) *
                   (w.cols[1] - w.cols[0]))
     size = [b - a for a, b in (largest.frames, largest.rows, largest.cols)]
-    return [batch * min(active.tile_batch, len(windows)), channels, *size]
+    return [batch * min(windows_per_call(active, model.model, batch), len(windows)), channels, *size]
 
 
 def _prepare_sampling_wrapper(settings: TilingSettings, run: RunPlan):

@@ -11,6 +11,13 @@ Weights per axis:
   var 0.01). Both kinds give zero weight to the outer `margin_fraction` of every inner overlap, the
   cells nearest a window's own cut, where a model sees the least context.
 
+Units. A model may only be cut on a coarser grid (SeedVR2: whole attention windows of its patched
+tokens). With `unit` = (frames, rows, cols) cells per unit, spans are planned in units (so sizes and
+overlaps are whole units and every window starts on a unit boundary), then turned back into cells,
+the last span ending at the latent's edge; weights are always per cell. `to_units` turns sizes asked
+for in cells into units: a square tile of side s becomes n x n units with n = floor(s / sqrt(rows x
+cols)) (the same area), overlaps round up.
+
 Time: an LTX-Video segment starts with the causal single-frame latent, which in a later segment does
 not stand for what it stands for in the whole video. With `drop_first_latent` the first latent of
 every later segment gets weight 0 (TurboVSR sec. 3.5), so segments must overlap by at least 2
@@ -18,6 +25,7 @@ latents (1 + 8 pixel frames for LTX) and only the remaining overlap is blended.
 """
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -98,7 +106,8 @@ def axis_weights(spans: list[tuple[int, int]], kind: str = "cosine", margin_frac
 
 
 def check_plan_inputs(tile: tuple[int, int], overlap: int, segment: int, segment_overlap: int,
-                      drop_first_latent: bool) -> None:
+                      drop_first_latent: bool, frame_unit: int = 1) -> None:
+    """Sizes in units (cells when units are 1); a segment overlap must hold 2 latents when drop_first_latent."""
     if min(tile) < 1:
         raise ValueError(f"tile_size must be >= 1 latent, got {tile}")
     if not 0 <= overlap < min(tile):
@@ -106,24 +115,62 @@ def check_plan_inputs(tile: tuple[int, int], overlap: int, segment: int, segment
     if segment < 0:
         raise ValueError(f"segment_length must be >= 0 (0 = whole video), got {segment}")
     least = 2 if drop_first_latent else 1
-    if segment > 0 and not least <= segment_overlap < segment:
+    if segment > 0 and not (least <= segment_overlap * frame_unit and segment_overlap < segment):
         raise ValueError(f"segment_overlap must be in [{least}, segment_length) latents "
                          f"(segment {segment}, overlap {segment_overlap})"
                          + ("; the first latent of each later segment is dropped" if drop_first_latent else ""))
 
 
+@dataclass(frozen=True)
+class UnitSizes:
+    """Plan sizes in units: tile (rows, cols), tile overlap, segment and segment overlap (0 = one segment)."""
+    tile: tuple[int, int]
+    overlap: int
+    segment: int
+    segment_overlap: int
+
+
+def unit_grid(shape: tuple[int, int, int], unit: tuple[int, int, int]) -> tuple[int, int, int]:
+    """Units that cover a (frames, height, width) latent (the last one may be partial)."""
+    return tuple(-(-n // u) for n, u in zip(shape, unit))
+
+
+def to_units(shape: tuple[int, int, int], unit: tuple[int, int, int], tile: tuple[int, int], overlap: int,
+             segment: int, segment_overlap: int, drop_first_latent: bool = True) -> UnitSizes:
+    """Sizes asked for in cells -> a valid plan in units (the sizes themselves when every unit is one cell).
+
+    The tile is clipped to the latent and the overlap to tile - 1; a segment keeps at least one unit
+    more than its overlap, which holds at least 2 latents with drop_first_latent."""
+    grid, side = unit_grid(shape, unit), math.sqrt(unit[1] * unit[2])
+    tile_units = tuple(min(max(1, int(t / side)), n) for t, n in zip(tile, grid[1:]))
+    overlap_units = min(math.ceil(overlap / side), max(min(tile_units) - 1, 0))
+    if segment == 0:
+        return UnitSizes(tile_units, overlap_units, 0, segment_overlap)
+    least = math.ceil((2 if drop_first_latent else 1) / unit[0])
+    segment_overlap_units = max(math.ceil(segment_overlap / unit[0]), least)
+    segment_units = max(round(segment / unit[0]), segment_overlap_units + 1)
+    return UnitSizes(tile_units, overlap_units, segment_units, segment_overlap_units)
+
+
+def _in_cells(spans: list[tuple[int, int]], unit: int, length: int) -> list[tuple[int, int]]:
+    return [(a * unit, min(b * unit, length)) for a, b in spans]
+
+
 def plan_windows(shape: tuple[int, int, int], tile: tuple[int, int], overlap: int, segment: int = 0,
                  segment_overlap: int = 2, kind: str = "cosine", margin_fraction: float = 0.25,
-                 drop_first_latent: bool = True) -> list[Window]:
-    """Windows over a (frames, height, width) latent; segment 0 (or >= frames) = one segment."""
-    check_plan_inputs(tile, overlap, segment, segment_overlap, drop_first_latent)
-    frames, height, width = shape
+                 drop_first_latent: bool = True, unit: tuple[int, int, int] = (1, 1, 1)) -> list[Window]:
+    """Windows over a (frames, height, width) latent; segment 0 (or >= frames) = one segment.
+
+    Sizes count units (cells unless `unit` says otherwise); windows start on unit boundaries."""
+    check_plan_inputs(tile, overlap, segment, segment_overlap, drop_first_latent, unit[0])
+    frames, height, width = unit_grid(shape, unit)
     if segment == 0 or segment >= frames:
         segments = [(0, frames)]
     else:
         segments = plan_spans(frames, segment, segment_overlap)
     rows = plan_spans(height, tile[0], overlap)
     cols = plan_spans(width, tile[1], overlap)
+    segments, rows, cols = (_in_cells(spans, u, n) for spans, u, n in zip((segments, rows, cols), unit, shape))
     fw = axis_weights(segments, kind, margin_fraction, drop_first=drop_first_latent)
     rw = axis_weights(rows, kind, margin_fraction)
     cw = axis_weights(cols, kind, margin_fraction)

@@ -14,6 +14,9 @@ encoder and decoder) the end of the earlier chunk is already exact and the start
 lacks history, so `causal=True` gives the overlap entirely to the earlier chunk: the later chunk's
 overlap is a warm-up that is computed and discarded.
 
+A VAE that can carry its causal state (its convolutions' frame cache) from one call into the next decodes
+a video in consecutive, non-overlapping chunks exactly as in one call: `plan_carried`.
+
 Memory. `choose_sizes` picks the longest chunk, then the largest tile, whose estimated cost (a
 callable over (frames, height, width) in latent units) fits a byte budget.
 """
@@ -131,6 +134,16 @@ def plan_temporal(latent_frames: int, chunk: int, overlap: int, factor: int, cau
     pixel_w = blend_weights(pixels, causal, margin_fraction)
     latent_w = blend_weights(spans, causal, margin_fraction)
     return [TemporalChunk(s, p, pw, lw) for s, p, pw, lw in zip(spans, pixels, pixel_w, latent_w)]
+
+
+def plan_carried(latent_frames: int, chunk: int, factor: int) -> list[TemporalChunk]:
+    """Chunks of at most `chunk` latents that do not overlap, for a causal VAE that carries its state from one
+    chunk into the next (it decodes the video as one): chunk [a, b) covers pixel frames [f(a-1)+1, f(b-1)+1),
+    the first one [0, f(b-1)+1). Every weight is 1."""
+    spans = plan_spans(latent_frames, chunk, 0)
+    pixels = [(0 if a == 0 else factor * (a - 1) + 1, factor * (b - 1) + 1) for a, b in spans]
+    ones = lambda n: torch.ones(n, dtype=torch.float64)
+    return [TemporalChunk(s, p, ones(p[1] - p[0]), ones(s[1] - s[0])) for s, p in zip(spans, pixels)]
 
 
 @dataclass(frozen=True)

@@ -2,6 +2,9 @@
 
 Run with the OLDEST supported ComfyUI's Python (OLDEST_COMFYUI; newer frontends load its files and give
 widgets that core added since their defaults): `COMFYUI_PATH=/path/to/ComfyUI-0.8.0 python tools/build_workflows.py`.
+A workflow on core nodes that ComfyUI lacks (NEEDS_CORE_NODES) is built on the oldest ComfyUI that has them
+(BUILT_ON): run the script again with that one (`COMFYUI_PATH=/path/to/ComfyUI-0.29.0`); each run writes only
+the workflows built on its version.
 Each graph names the model files a user downloads (README: which file goes in which folder).
 
 Adding a workflow: a function (node_info) -> Workflow below, one line in WORKFLOWS, run this script, then give
@@ -16,7 +19,7 @@ PACK_ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(PACK_ROOT / "tests"))
 sys.path.insert(0, str(PACK_ROOT / "tools"))
 
-from workflow_format import Workflow, write  # noqa: E402
+from workflow_format import MUTED, Workflow, write  # noqa: E402
 
 LTXV_CHECKPOINT = "ltxv-2b-0.9.8-distilled.safetensors"
 T5_ENCODER = "t5xxl_fp16.safetensors"
@@ -274,6 +277,61 @@ def ltxv_lr_to_hr_student_tiled(info) -> Workflow:
     return w
 
 
+SEEDVR2_DIT = "seedvr2_3b_int8_convrot.safetensors"  # core's SeedVR2 template files (Comfy-Org/SeedVR2)
+SEEDVR2_VAE = "seedvr2_ema_vae_fp16.safetensors"
+SEEDVR2_COLOUR_FIX = "wavelet"  # tests/host/test_seedvr2_tiled_host.py: keeps tiles as close to untiled as any
+
+
+def seedvr2_tiled_upscale(info) -> Workflow:
+    """Core's SeedVR2 2x video upscale with flat memory: chunked encode, the DiT through TurboTiledModel (auto
+    tile on SeedVR2's attention-window grid, segments of 32 latent frames), the decode streamed into the MP4.
+    Core's crop and colour fix (SeedVR2PostProcessing) sit on a second, muted branch that decodes to IMAGE."""
+    w = Workflow(info)
+    video = w.add("LoadVideo", title="Low-resolution video", file="low_res.mp4")
+    parts = w.add("GetVideoComponents", video=(video, 0))
+    resized = w.add("ImageScaleBy", image=(parts, 0), upscale_method="lanczos", scale_by=2.0)
+    padded = w.add("SeedVR2Preprocess", resized_images=(resized, 0))
+    unet = w.add("UNETLoader", unet_name=SEEDVR2_DIT, weight_dtype="default")
+    vae = w.add("VAELoader", vae_name=SEEDVR2_VAE)
+    chunks = dict(memory_budget_mb=0, chunk_frames=0, chunk_overlap=0, tile_size=0, tile_overlap=64)
+    latent = w.add("TurboVAEEncode", pixels=(padded, 0), vae=(vae, 0), frame_count="pad", **chunks)
+    cond = w.add("SeedVR2Conditioning", model=(unet, 0), vae_conditioning=(latent, 0))
+    tiled = w.add("TurboTiledModel", model=(unet, 0), tile_size=0, memory_budget_mb=0, tile_overlap=8,
+                  segment_length=32, segment_overlap=8, weights="cosine", tile_batch=1)
+    samples = w.add("KSampler", model=(tiled, 0), seed=42, steps=1, cfg=1.0, sampler_name="euler",
+                    scheduler="simple", positive=(cond, 0), negative=(cond, 1), latent_image=(latent, 0), denoise=1.0)
+    streamed = w.add("TurboVAEDecodeToVideo", samples=(samples, 0), vae=(vae, 0), frame_rate=24.0, crf=19, **chunks)
+    w.add("SaveVideo", video=(streamed, 0), filename_prefix="video/seedvr2_tiled", format="auto", codec="auto")
+    images = w.add("TurboVAEDecode", title="Decode to IMAGE (enable for core's crop + colour fix)",
+                   samples=(samples, 0), vae=(vae, 0), **chunks)
+    fixed = w.add("SeedVR2PostProcessing", images=(images, 0), original_resized_images=(resized, 0),
+                  color_correction_method=SEEDVR2_COLOUR_FIX)
+    out = w.add("CreateVideo", images=(fixed, 0), fps=24.0)
+    saved = w.add("SaveVideo", video=(out, 0), filename_prefix="video/seedvr2_tiled_colour_fixed", format="auto",
+                  codec="auto")
+    for node in (images, fixed, out, saved):
+        node.mode = MUTED
+    return w
+
+
+# workflows that need core nodes a host may lack: built and tested only where the host has them
+NEEDS_CORE_NODES = {"seedvr2_tiled_upscale_to_video.json": ("SeedVR2Conditioning", "SeedVR2Preprocess",
+                                                            "SeedVR2PostProcessing")}
+
+
+# the ComfyUI a workflow is built on where it is not OLDEST_COMFYUI: the oldest with the core nodes it needs
+BUILT_ON = {"seedvr2_tiled_upscale_to_video.json": "0.29.0"}
+
+
+def built_on(name: str) -> str:
+    return BUILT_ON.get(name, OLDEST_COMFYUI)
+
+
+def lacking(name: str, node_types) -> list[str]:
+    """The core nodes workflow `name` needs that `node_types` (a host's registered types) does not have."""
+    return [node for node in NEEDS_CORE_NODES.get(name, ()) if node not in node_types]
+
+
 def wan_save_video(w: Workflow, vae, samples, prefix):
     stream_decode_and_save(w, (vae, 0), samples, prefix, WAN_FPS)
 
@@ -363,6 +421,7 @@ WORKFLOWS = {
     "turbot2av_t2av_4_steps.json": turbot2av_t2av,
     "ltx2_vsr_upscale.json": ltx2_vsr,
     "ltx2_lr_to_hr.json": ltx2_lr_to_hr,
+    "seedvr2_tiled_upscale_to_video.json": seedvr2_tiled_upscale,
 }
 
 
@@ -379,10 +438,18 @@ def main():
     with tempfile.TemporaryDirectory() as work:
         host = ComfyHost(find_comfyui_root(PACK_ROOT), PACK_ROOT, pathlib.Path(work))
         info = node_info(host)
-    if comfyui_version() != OLDEST_COMFYUI and "--any-comfyui" not in sys.argv:
-        sys.exit(f"ComfyUI {comfyui_version()}: the committed workflows are built on ComfyUI {OLDEST_COMFYUI}, the "
-                 "oldest supported; set COMFYUI_PATH to it (or pass --any-comfyui for a local try)")
+    version, any_comfyui = comfyui_version(), "--any-comfyui" in sys.argv
+    if version not in {OLDEST_COMFYUI, *BUILT_ON.values()} and not any_comfyui:
+        sys.exit(f"ComfyUI {version}: the committed workflows are built on ComfyUI {OLDEST_COMFYUI}, the oldest "
+                 f"supported (and {BUILT_ON} on the oldest that has their core nodes); set COMFYUI_PATH to it "
+                 "(or pass --any-comfyui for a local try)")
     for name, build in WORKFLOWS.items():
+        if lacking(name, info):
+            print("skipped", name, "(this host lacks", ", ".join(lacking(name, info)) + ")")
+            continue
+        if built_on(name) != version and not any_comfyui:
+            print("skipped", name, f"(built on ComfyUI {built_on(name)})")
+            continue
         write(build(info), PACK_ROOT / "workflows" / name)
         print("wrote", name)
 

@@ -12,6 +12,7 @@ import os
 import pathlib
 
 WIDGET_TYPES = {"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO"}
+MUTED = 2  # LiteGraph node mode "never": shown in the graph, left out of the prompt
 COLUMN_WIDTH, ROW_GAP, NODE_WIDTH = 380, 40, 340
 
 
@@ -22,6 +23,7 @@ class Node:
     widgets: dict
     links: dict  # input name -> (source Node, output index)
     title: str | None = None
+    mode: int = 0  # LiteGraph node mode: 0 always, 2 never (muted: shown, not run until the user enables it)
 
 
 def _is_widget(spec) -> bool:
@@ -98,7 +100,11 @@ class Workflow:
     @staticmethod
     def _slot_index(node_id, input_name, ui_nodes):
         node = next(n for n in ui_nodes if n["id"] == node_id)
-        return next(i for i, slot in enumerate(node["inputs"]) if slot["name"] == input_name)
+        slots = [i for i, slot in enumerate(node["inputs"]) if slot["name"] == input_name]
+        if not slots:
+            raise KeyError(f"{node['type']} has no input socket '{input_name}' (it has "
+                           f"{[slot['name'] for slot in node['inputs']]})")
+        return slots[0]
 
     def _ui_node(self, node: Node, links: dict, link_rows: list) -> dict:
         info = self.node_info[node.type]
@@ -111,7 +117,7 @@ class Workflow:
             targets = [row[0] for row in link_rows if row[1] == node.id and row[2] == slot]
             outputs.append({"name": name, "type": kind, "links": targets, "slot_index": slot})
         ui = {"id": node.id, "type": node.type, "pos": [0, 0], "size": [NODE_WIDTH, 0], "flags": {},
-              "order": node.id - 1, "mode": 0, "inputs": inputs, "outputs": outputs,
+              "order": node.id - 1, "mode": node.mode, "inputs": inputs, "outputs": outputs,
               "properties": {"Node name for S&R": node.type}, "widgets_values": self._widget_values(node)}
         if node.title:
             ui["title"] = node.title
@@ -145,16 +151,23 @@ def to_api(ui: dict, node_info: dict) -> dict:
     """The API prompt {id: {"class_type", "inputs"}} that the frontend's graphToPrompt makes of a UI workflow
     written by `write`, on a host with `node_info`: widget values are read in the host's declared widget order
     (a seed's `control_after_generate` value skipped), widgets the file has no value for (ones a newer core
-    appended) get their default, and links become [source id, output slot]. tests/host/test_workflows.py checks
-    the result against the real frontend's conversion on each host."""
+    appended) get their default, and links become [source id, output slot]; muted nodes (mode 2, "never") are
+    left out, as the frontend leaves them out. tests/host/test_workflows.py checks the result against the real
+    frontend's conversion on each host."""
     sources = {row[0]: (str(row[1]), row[2]) for row in ui["links"]}
+    muted = {str(node["id"]) for node in ui["nodes"] if node.get("mode", 0) == MUTED}
     prompt = {}
     for node in ui["nodes"]:
+        if str(node["id"]) in muted:
+            continue
         if node.get("mode", 0) != 0:
-            raise ValueError(f"node {node['id']} ({node['type']}) is muted or bypassed: to_api converts active nodes")
+            raise ValueError(f"node {node['id']} ({node['type']}) is bypassed: to_api converts active and muted nodes")
         inputs = _api_widgets(node, node_info[node["type"]])
         for slot in node["inputs"]:
             if slot.get("link") is not None:
+                if sources[slot["link"]][0] in muted:
+                    raise ValueError(f"node {node['id']} ({node['type']}) input {slot['name']} comes from a muted "
+                                     "node: unmute it or mute this node too")
                 inputs[slot["name"]] = list(sources[slot["link"]])
         prompt[str(node["id"])] = {"class_type": node["type"], "inputs": inputs}
     return prompt

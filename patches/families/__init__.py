@@ -7,11 +7,23 @@ vae_family(vae) -> VAEFamily of a comfy.sd.VAE. Adding a family = one module her
 from __future__ import annotations
 
 from .. import core_compat
-from . import ltx2, ltxv, wan
-from .family import ATTENTION, CHECKPOINTING, DIT_LOADER, INT8, LR_FEATURES, STEP_SIZE, TILING, VSR, Family, VAEFamily  # noqa: F401
+from . import ltx2, ltxv, seedvr2, wan
+from .family import (  # noqa: F401
+    ATTENTION,
+    CHECKPOINTING,
+    DIT_LOADER,
+    INT8,
+    LR_FEATURES,
+    STEP_SIZE,
+    TILING,
+    VSR,
+    Family,
+    TilingRules,
+    VAEFamily,
+)
 
-FAMILIES: tuple[Family, ...] = (ltxv.FAMILY, ltx2.FAMILY, wan.FAMILY)
-VAE_FAMILIES: tuple[VAEFamily, ...] = (ltxv.VAE, wan.VAE)
+FAMILIES: tuple[Family, ...] = (ltxv.FAMILY, ltx2.FAMILY, wan.FAMILY, seedvr2.FAMILY)
+VAE_FAMILIES: tuple[VAEFamily, ...] = (ltxv.VAE, wan.VAE, seedvr2.VAE)
 
 
 def _by_lineage(lineage: list[str], attribute: str) -> Family | None:
@@ -52,6 +64,12 @@ def require(model, capability: str, input_name: str = "model") -> Family:
         return family
     names = ", ".join(f.name for f in supporting(capability))
     raise ValueError(f"{input_name}: {capability} does not support {describe(model)}; connect one of: {names}")
+
+
+def tiling_rules(model) -> TilingRules | None:
+    """What TurboTiledModel must respect on this MODEL's family (None: any latent cell will do)."""
+    family = family_of(model)
+    return family.tiling if family is not None else None
 
 
 def vae_family(vae) -> VAEFamily | None:

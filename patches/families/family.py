@@ -24,6 +24,23 @@ TILING = "TurboTiledModel"
 CHECKPOINTING = "gradient checkpointing (training --gradient-checkpointing)"
 
 
+@dataclass(frozen=True)
+class TilingRules:
+    """What TurboTiledModel must respect on a family beyond "any latent cell will do".
+
+    unit(base_model, (T, H, W)) -> latent cells (frames, rows, cols) of one window unit: windows start on
+    multiples of it and are whole units long (the last one ends at the edge); tile_size and overlaps are
+    rounded to units, a square tile becoming n x n units. call_cost(base_model, batch, channels) ->
+    cost(t, h, w): bytes of one model call on a window, for the auto tile (None: core's
+    BaseModel.memory_required with the sampler's 1.5 headroom). pairs_batch_halves: the model matches the
+    first and second half of its batch by position (cond with uncond), so a call may hold one window only
+    when the sampler's batch has more than one item.
+    """
+    unit: Callable
+    call_cost: Callable | None = None
+    pairs_batch_halves: bool = False
+
+
 def _plain_tokens(img):
     return img
 
@@ -48,7 +65,7 @@ class Family:
     blocks: str  # attribute of diffusion_model holding the transformer blocks
     self_attention: tuple[str, ...]  # attributes of a block holding its self-attention modules
     head_dim: str  # attribute of an attention module holding its head dim
-    width: str  # attribute of diffusion_model holding the (video) hidden width
+    width: str | None  # attribute of diffusion_model holding the (video) hidden width; None: not stored
     time_embedding: str | None = None  # object-patch path of the time-embedding module
     capabilities: frozenset = frozenset()
     # a block-replace patch's args["img"] / returned out["img"]: the video tokens [B, N, width] in it
@@ -68,17 +85,29 @@ class Family:
     # a block's submodules by role, for TurboQuantizeINT8's `layers` choice
     attention_modules: tuple[str, ...] = ()
     feed_forward_modules: tuple[str, ...] = ()
+    tiling: TilingRules | None = None  # None: TurboTiledModel may cut at any latent cell
     notes: dict = field(default_factory=dict)
 
     def blocks_of(self, diffusion_model) -> torch.nn.ModuleList:
         return getattr(diffusion_model, self.blocks)
 
     def width_of(self, diffusion_model) -> int:
+        if self.width is None:
+            raise ValueError(f"model: the pack does not know where {self.name} keeps its hidden width")
         return int(getattr(diffusion_model, self.width))
 
     def default_fusion_blocks(self, num_blocks: int) -> list[int]:
         """Turbo2K's fusion block indices scaled to this model's depth (0, 7, 14, 21 of 28)."""
         return sorted({min(num_blocks - 1, round(d * num_blocks)) for d in self.default_fusion_depths})
+
+
+@dataclass(frozen=True)
+class CarriedState:
+    """A VAE that continues a video from the state the previous part left (its causal frame cache):
+    decode(vae, latent, state) -> IMAGE frames (B, T, H, W, C), encode(vae, pixels, state) -> latent, each
+    starting a video when `state` is an empty dict and filling it for the next part."""
+    decode: Callable
+    encode: Callable
 
 
 @dataclass(frozen=True)
@@ -88,3 +117,5 @@ class VAEFamily:
     core_package: str  # comfy.ldm.<package> that defines the first-stage model
     causal_encoder: bool  # the first latent frame encodes pixel frame 0 alone (1 + f k frames)
     causal_decoder: bool | None  # None: read the decoder's own `causal` flag
+    carried: CarriedState | None = None  # None: chunks are separate videos (overlapped, blended)
+    pixel_multiple: int = 1  # frame sides must be multiples of this (1: core crops them itself)

@@ -131,9 +131,21 @@ class ComfyHost:
         folder_paths.add_model_folder_path(kind, str(path), is_default=True)
 
     def _free_memory(self):
-        """What POST /free {"free_memory": true} does: the worker unloads models and resets its caches."""
+        """What POST /free {"free_memory": true} does: the worker unloads models and resets its caches.
+
+        The worker reads flags only when its queue wait returns, and set_flag wakes only a worker already
+        waiting: one still finishing the previous prompt would sleep through it for its whole wait (1000 s).
+        So the waiting worker is woken again until it has taken the flag."""
         self.queue.set_flag("free_memory", True)
-        self._wait(lambda: not self.queue.get_flags(reset=False), "the worker to take the free_memory flag")
+
+        def taken() -> bool:
+            if not self.queue.get_flags(reset=False):
+                return True
+            with self.queue.mutex:
+                self.queue.not_empty.notify()
+            return False
+
+        self._wait(taken, "the worker to take the free_memory flag")
 
     def _wait(self, done, what: str, timeout: float = 3600.0):
         deadline = time.monotonic() + timeout

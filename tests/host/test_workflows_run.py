@@ -66,6 +66,11 @@ def _output_nodes(comfy, prompt):
 
 @pytest.mark.parametrize("path", WORKFLOWS, ids=[p.name for p in WORKFLOWS])
 def test_committed_workflow_runs_end_to_end(comfy, node_info, workflow_root, path):
+    import build_workflows
+
+    missing = build_workflows.lacking(path.name, comfy.nodes.NODE_CLASS_MAPPINGS)
+    if missing:
+        pytest.skip(f"{path.name} needs core nodes {missing}, which this ComfyUI does not have (SeedVR2: 0.29+)")
     prompt = e2e_prompt(json.loads(path.read_text()), node_info)
     _provide_files(comfy, prompt, workflow_root, path.name)
     before = set((comfy.work_dir / "output").rglob("*"))

@@ -23,7 +23,7 @@ from __future__ import annotations
 import pathlib
 
 import torch
-from tiny_models import ltx2, ltxv, turbot2av, turbowan, wan
+from tiny_models import ltx2, ltxv, seedvr2, turbot2av, turbowan, wan
 from tiny_models.random_weights import randomised
 from turbovideo.models.dit_bundle import save_dit_bundle
 from turbovideo.models.fusion_blocks import FusionAdapter, save_fusion_adapter
@@ -96,6 +96,15 @@ def _turbot2av_student(path, seed):
     return turbot2av.write_student(path, turbot2av.student_weights(LTX2_CHECKPOINTS[TURBOT2AV_BASE], seed=seed))
 
 
+def _seedvr2(write):
+    """A tiny SeedVR2 file (ComfyUI 0.29+), with core's detection reading its widths (tiny_models/seedvr2.py)."""
+    def write_file(path, seed):
+        seedvr2.install_core_width_hooks()
+        return write(path, seed=seed)
+
+    return write_file
+
+
 MODEL_FILES = {
     "ltxv-2b-0.9.8-distilled.safetensors": ("checkpoints", _ltxv_checkpoint),
     "ltxv_2b_step_size_embedder.safetensors": ("turbovideo", _step_embedder),
@@ -111,6 +120,8 @@ MODEL_FILES = {
     "TurboWan2.1-T2V-1.3B-480P.pth": ("diffusion_models", _turbowan("t2v", quantized=False)),
     "TurboWan2.2-I2V-A14B-high-720P-quant.pth": ("diffusion_models", _turbowan("i2v", quantized=True)),
     "TurboWan2.2-I2V-A14B-low-720P-quant.pth": ("diffusion_models", _turbowan("i2v", quantized=True)),
+    "seedvr2_3b_int8_convrot.safetensors": ("diffusion_models", _seedvr2(seedvr2.write_dit)),
+    "seedvr2_ema_vae_fp16.safetensors": ("vae", _seedvr2(seedvr2.write_vae)),
 }
 
 

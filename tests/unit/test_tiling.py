@@ -142,3 +142,36 @@ def test_bad_plans_name_the_input(plan, word):
 def test_tiled_apply_rejects_images():
     with pytest.raises(ValueError, match=r"\[B, C, T, H, W\]"):
         tiling.tiled_apply(lambda c, _: c, torch.randn(1, 4, 8, 8), [])
+
+
+# ---- windows on a coarser unit grid (SeedVR2: whole attention windows) -----------------------------------
+
+@pytest.mark.parametrize("seed", range(4))
+def test_unit_windows_start_on_the_grid_and_are_whole_units(seed):
+    gen = torch.Generator().manual_seed(seed + 100 * (torch.seed() % 1000))
+    unit = tuple(int(v) for v in torch.randint(1, 6, (3,), generator=gen))
+    shape = tuple(int(u * n + r) for u, n, r in zip(unit, torch.randint(3, 7, (3,), generator=gen),
+                                                     torch.randint(0, 3, (3,), generator=gen)))
+    grid = tiling.unit_grid(shape, unit)
+    windows = tiling.plan_windows(shape, tile=(2, 2), overlap=1, segment=3, segment_overlap=2, unit=unit)
+    for window in windows:
+        for (start, stop), u, length in zip((window.frames, window.rows, window.cols), unit, shape):
+            assert start % u == 0
+            assert (stop - start) % u == 0 or stop == length
+    assert {w.rows for w in windows} >= {(0, 2 * unit[1])} and max(w.cols[1] for w in windows) == shape[2]
+    total = torch.zeros(shape, dtype=torch.float64)
+    for window in windows:
+        total[window.index[2:]] += window.weight(torch.float64, "cpu")
+    torch.testing.assert_close(total, torch.ones(shape, dtype=torch.float64), atol=1e-12, rtol=0)
+    assert len({w.rows for w in windows}) == grid[1] - 1  # 2-unit tiles sharing one unit
+
+
+def test_a_tile_asked_in_cells_becomes_whole_units_of_the_same_area():
+    sizes = tiling.to_units((2, 120, 120), (1, 30, 48), tile=(80, 80), overlap=8, segment=0, segment_overlap=2)
+    assert sizes.tile == (2, 2) and sizes.overlap == 1  # 80 / sqrt(30 x 48) = 2.1 units; overlap rounds up
+    same = tiling.to_units((9, 29, 27), (1, 1, 1), tile=(11, 10), overlap=6, segment=4, segment_overlap=2)
+    assert same == tiling.UnitSizes((11, 10), 6, 4, 2)  # unit cells: the sizes as given
+    clipped = tiling.to_units((2, 40, 40), (1, 40, 40), tile=(30, 30), overlap=8, segment=0, segment_overlap=2)
+    assert clipped.tile == (1, 1) and clipped.overlap == 0  # one unit cannot overlap itself
+    long = tiling.to_units((64, 40, 40), (8, 40, 40), tile=(40, 40), overlap=0, segment=22, segment_overlap=2)
+    assert (long.segment, long.segment_overlap) == (3, 1)  # 22 -> 2.75 units -> 3; overlap >= 2 latents: 1 unit

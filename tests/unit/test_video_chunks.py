@@ -166,3 +166,17 @@ def test_choose_sizes_keeps_manual_overrides_and_fills_the_other_size():
     assert sizes == vc.ChunkSizes(10, 12, 12)
     sizes = vc.choose_sizes(shape, _cost(12, 4, 4), _cost, 3, 2, tile=4)
     assert sizes == vc.ChunkSizes(12, 4, 4)
+
+
+@pytest.mark.parametrize("latents, chunk", [(1, 3), (5, 1), (9, 4), (17, 5)])
+def test_carried_chunks_follow_one_another_without_overlap(latents, chunk):
+    factor = 4
+    chunks = vc.plan_carried(latents, chunk, factor)
+    assert chunks[0].latent[0] == 0 and chunks[-1].latent[1] == latents
+    assert chunks[0].pixel == (0, 1 + factor * (chunks[0].latent[1] - 1))  # frame 0 alone, then groups of 4
+    for before, after in zip(chunks, chunks[1:]):
+        assert after.latent[0] == before.latent[1] and after.pixel[0] == before.pixel[1]
+        assert after.pixel[1] - after.pixel[0] == factor * (after.latent[1] - after.latent[0])
+    assert chunks[-1].pixel[1] == vc.pixel_frame_count(latents, factor)
+    assert all(max(c.latent[1] - c.latent[0] for c in chunks) <= chunk for c in chunks)
+    assert all(bool((c.pixel_weights == 1).all() and (c.latent_weights == 1).all()) for c in chunks)
