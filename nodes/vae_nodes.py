@@ -1,4 +1,5 @@
 """Chunked, tiled and streaming VAE encode/decode for LTX-Video, Wan and SeedVR2 VAEs (docs/vae.md)."""
+import torch
 from comfy_api.latest import io
 
 from ..patches import chunked_vae, video_stream
@@ -50,6 +51,8 @@ def _latent(samples, vae, streaming_node: str | None):
 
 def _pixels(pixels, vae):
     factor = chunked_vae.video_vae(vae).space_factor
+    if isinstance(pixels, torch.Tensor) and pixels.ndim == 5:  # one video as SeedVR2Preprocess gives it
+        pixels = chunked_vae.one_video(pixels)
     return check_image(pixels, "pixels", factor, f" (one latent cell of this VAE: sides are cropped to multiples of "
                                                  f"{factor} px)")
 

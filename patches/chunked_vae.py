@@ -370,7 +370,7 @@ def encode(vae, pixels: torch.Tensor, plan: Plan) -> torch.Tensor:
     return out.div_(weight_sum.to(out)[:, None, None])
 
 
-def _one_video(pixels: torch.Tensor) -> torch.Tensor:
+def one_video(pixels: torch.Tensor) -> torch.Tensor:
     """IMAGE frames (n, H, W, C); a 5-D IMAGE of one video (1, n, H, W, C: what SeedVR2Preprocess gives) as its
     frames."""
     if pixels.ndim == 5:
@@ -387,7 +387,7 @@ def encode_video(vae, pixels: torch.Tensor, options: ChunkOptions, frame_count: 
                  ) -> tuple[torch.Tensor, int | None]:
     """IMAGE frames -> (latent, original frame count when padded). Sides are cropped as VAEEncode does."""
     info = video_vae(vae)
-    pixels = vae.vae_encode_crop_pixels(_one_video(pixels))
+    pixels = vae.vae_encode_crop_pixels(one_video(pixels))
     height, width = pixels.shape[1:3]
     if height % info.pixel_multiple or width % info.pixel_multiple:
         raise ValueError(f"pixels: {width}x{height} px, but {info.name} encodes frames whose sides are multiples of "

@@ -155,7 +155,7 @@ def test_tiles_on_the_attention_window_grid_beat_tiles_off_it(comfy, models, cap
     groups other tokens than the untiled run's windows, and the result is much further off."""
     plain = run(comfy, captured, seedvr2_prompt(models))
     aligned = differences(run(comfy, captured, seedvr2_prompt(models, tiling(tile=80, overlap=40))), plain)
-    monkeypatch.setattr(pack(comfy, "tiled_model"), "window_unit", lambda base_model, shape: (1, 2, 2))
+    monkeypatch.setattr(pack(comfy, "tile_plan"), "window_unit", lambda base_model, shape: (1, 2, 2))
     patch_only = differences(run(comfy, captured, seedvr2_prompt(models, tiling(tile=84, overlap=48))), plain)
     assert patch_only[0] > 4 * aligned[0], (aligned, patch_only)
 
