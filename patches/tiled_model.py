@@ -36,16 +36,7 @@ import torch
 
 from ..samplers.tiling import Window, check_plan_inputs, plan_windows, tiled_apply, to_units
 from . import core_compat, families, finite_guard
-from .tile_plan import (  # noqa: F401 (re-exported)
-    MIB,
-    RunPlan,
-    auto_settings,
-    free_memory_for,
-    plan_for,
-    resolve_tile,
-    window_unit,
-    windows_per_call,
-)
+from .tile_plan import MIB, RunPlan, auto_settings, plan_for, windows_per_call  # noqa: F401 (MIB: re-exported)
 from .tiled_guides import GUIDE_CONDS, window_guides
 
 WRAPPER_KEY = "turbovideo_tiled_model"
